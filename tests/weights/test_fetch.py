@@ -1,0 +1,425 @@
+"""Downloader tests against a local HTTP server on 127.0.0.1 (Range, redirects, dropped connections)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from musicgen_remix.errors import WeightsError
+from musicgen_remix.weights import (
+    Asset,
+    asset_path,
+    fetch,
+    list_assets,
+    load_manifest,
+    main_weights_fetch,
+)
+from musicgen_remix.weights.fetch import CHUNK_BYTES
+
+REV = "0123456789abcdef0123456789abcdef01234567"
+_RANGE_RE = re.compile(r"bytes=(\d+)-$")
+
+
+@dataclass
+class FakeServer:
+    """What the local server serves, how it misbehaves, and what it was asked."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)
+    drop_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before hanging up
+    fail_once: dict[str, int] = field(default_factory=dict)  # path -> status answered once
+    delay_s: dict[str, float] = field(default_factory=dict)
+    ignore_range: bool = False
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    base: str = ""
+
+    def add(self, path: str, data: bytes) -> str:
+        self.files[path] = data
+        return self.base + path
+
+    def gets(self, path: str) -> list[str | None]:
+        """The Range header of every request for ``path`` (None when absent)."""
+        return [rng for p, rng in self.requests if p == path]
+
+
+def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            path, rng = self.path, self.headers.get("Range")
+            state.requests.append((path, rng))
+            if path in state.delay_s:
+                time.sleep(state.delay_s[path])
+            if path in state.fail_once:
+                self.send_error(state.fail_once.pop(path))
+                return
+            if path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            data = state.files.get(path)
+            if data is None:
+                self.send_error(404)
+                return
+            match = _RANGE_RE.match(rng or "")
+            if match and not state.ignore_range:
+                start = int(match.group(1))
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = data[start:]
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                body = data
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            cut = state.drop_once.pop(path, None)
+            if cut is not None:
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    state = FakeServer()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    httpd.daemon_threads = True
+    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _manifest(tmp_path: Path, server: FakeServer, text: str) -> dict[str, Asset]:
+    path = tmp_path / "manifest.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_manifest(path, hf_endpoint=server.base)
+
+
+def _url_asset(
+    tmp_path: Path,
+    server: FakeServer,
+    data: bytes,
+    *,
+    name: str = "blob",
+    size: int | None = None,
+    sha256: str | None = None,
+    kind: str = "chord",
+) -> dict[str, Asset]:
+    url = server.add(f"/files/{name}.th", data)
+    lines = [f"[assets.{name}]", f'kind = "{kind}"', f'url = "{url}"']
+    if size is not None:
+        lines.append(f"size = {size}")
+    if sha256 is not None:
+        lines.append(f'sha256 = "{sha256}"')
+    lines += ['licence = "MIT"', 'description = "test asset"']
+    return _manifest(tmp_path, server, "\n".join(lines) + "\n")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _payload(n: int, seed: int = 1) -> bytes:
+    return bytes((i * 31 + seed) % 251 for i in range(n))
+
+
+def test_download_verifies_and_records_sidecar(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(300_000)
+    manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
+    root = tmp_path / "root"
+
+    (path,) = fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert path == root / "sakemin" / "blob.th" == asset_path("blob", root, manifest=manifest)
+    assert path.read_bytes() == data
+    assert (root / "sakemin" / "blob.th.sha256").read_text().split() == [_sha(data), "blob.th"]
+    assert not (root / "sakemin" / "blob.th.part").exists()
+
+
+def test_resume_after_dropped_connection(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(5 * CHUNK_BYTES + 123)
+    manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
+    server.drop_once["/files/blob.th"] = 2 * CHUNK_BYTES + 1000
+    root = tmp_path / "root"
+    dest = root / "sakemin" / "blob.th"
+    part = root / "sakemin" / "blob.th.part"
+
+    with pytest.raises(WeightsError, match="resumes") as info:
+        fetch(["blob"], root, manifest=manifest, retries=0)
+    assert server.base + "/files/blob.th" in str(info.value)
+    assert not dest.exists()
+    kept = part.stat().st_size
+    assert 0 < kept < len(data)
+
+    fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert server.gets("/files/blob.th") == [None, f"bytes={kept}-"]
+    assert dest.read_bytes() == data
+    assert not part.exists()
+
+
+def test_one_call_retries_and_resumes(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(4 * CHUNK_BYTES)
+    manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    server.drop_once["/files/blob.th"] = 2 * CHUNK_BYTES + 1000
+
+    (path,) = fetch(["blob"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
+
+    ranges = server.gets("/files/blob.th")
+    assert ranges == [None, f"bytes={2 * CHUNK_BYTES}-"]
+    assert path.read_bytes() == data
+
+
+def test_server_error_is_retried(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(1000)
+    manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    server.fail_once["/files/blob.th"] = 503
+
+    (path,) = fetch(["blob"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
+
+    assert len(server.gets("/files/blob.th")) == 2
+    assert path.read_bytes() == data
+
+
+def test_sha256_mismatch_deletes_download(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(50_000)
+    wrong = _sha(b"something else")
+    manifest = _url_asset(tmp_path, server, data, sha256=wrong)
+    root = tmp_path / "root"
+
+    with pytest.raises(WeightsError) as info:
+        fetch(["blob"], root, manifest=manifest, retries=0)
+
+    message = str(info.value)
+    assert "blob.th" in message and wrong in message and _sha(data) in message
+    assert not (root / "sakemin" / "blob.th").exists()
+    assert not (root / "sakemin" / "blob.th.part").exists()
+    assert not (root / "sakemin" / "blob.th.sha256").exists()
+
+
+@pytest.mark.parametrize("delta", [1, -1])
+def test_size_mismatch_deletes_download(tmp_path: Path, server: FakeServer, delta: int) -> None:
+    data = _payload(20_000)
+    manifest = _url_asset(tmp_path, server, data, size=len(data) + delta)
+    root = tmp_path / "root"
+
+    with pytest.raises(WeightsError, match="size mismatch") as info:
+        fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert f"expected {len(data) + delta}" in str(info.value)
+    assert str(len(data)) in str(info.value)
+    assert not (root / "sakemin" / "blob.th").exists()
+    assert not (root / "sakemin" / "blob.th.part").exists()
+
+
+def test_present_verified_files_are_not_downloaded_again(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(10_000)
+    manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
+    root = tmp_path / "root"
+    fetch(["blob"], root, manifest=manifest, retries=0)
+    assert len(server.requests) == 1
+
+    fetch(["blob"], root, manifest=manifest, retries=0)
+    sidecar = root / "sakemin" / "blob.th.sha256"
+    sidecar.unlink()  # a file copied in by hand: hashed once, then trusted
+    fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert len(server.requests) == 1
+    assert sidecar.read_text().split()[0] == _sha(data)
+
+
+def test_corrupted_present_file_is_downloaded_again(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(10_000)
+    manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
+    root = tmp_path / "root"
+    (path,) = fetch(["blob"], root, manifest=manifest, retries=0)
+    path.write_bytes(bytes(len(data)))  # same size, wrong bytes, newer than its sidecar
+    later = time.time_ns() + 5_000_000_000
+    os.utime(path, ns=(later, later))
+
+    fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert len(server.requests) == 2
+    assert path.read_bytes() == data
+
+
+def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(5_000)
+    manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    root = tmp_path / "root"
+    part = root / "sakemin" / "blob.th.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+
+    (path,) = fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert server.gets("/files/blob.th") == [f"bytes={len(data)}-"]
+    assert path.read_bytes() == data
+
+
+def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(8_000)
+    manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    server.ignore_range = True
+    root = tmp_path / "root"
+    part = root / "sakemin" / "blob.th.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"stale bytes from another file")
+
+    (path,) = fetch(["blob"], root, manifest=manifest, retries=0)
+
+    assert path.read_bytes() == data
+
+
+def test_unknown_name_lists_known_names(tmp_path: Path, server: FakeServer) -> None:
+    manifest = _url_asset(tmp_path, server, b"x", name="alpha")
+
+    with pytest.raises(WeightsError, match="known assets: alpha") as info:
+        fetch(["alpha", "no-such-asset"], tmp_path / "root", manifest=manifest)
+
+    assert "'no-such-asset'" in str(info.value)
+    assert server.requests == []
+
+
+def test_http_404_names_the_url(tmp_path: Path, server: FakeServer) -> None:
+    manifest = _url_asset(tmp_path, server, b"x")
+    del server.files["/files/blob.th"]
+
+    with pytest.raises(WeightsError, match="HTTP 404") as info:
+        fetch(["blob"], tmp_path / "root", manifest=manifest, retries=3, retry_wait_s=0)
+
+    assert server.base + "/files/blob.th" in str(info.value)
+    assert len(server.requests) == 1  # a 404 is not retried
+
+
+def test_read_timeout_is_reported(tmp_path: Path, server: FakeServer) -> None:
+    manifest = _url_asset(tmp_path, server, b"late")
+    server.delay_s["/files/blob.th"] = 1.0
+
+    with pytest.raises(WeightsError, match="Timeout"):
+        fetch(["blob"], tmp_path / "root", manifest=manifest, retries=0, timeout=(2.0, 0.2))
+
+
+def test_hf_asset_in_hub_cache_layout_through_redirect(tmp_path: Path, server: FakeServer) -> None:
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    config, vocab = b'{"d_model": 8}', _payload(3_000)
+    for filename, data in (("config.json", config), ("spiece.model", vocab)):
+        blob = f"/cdn/{_sha(data)}"
+        server.add(blob, data)
+        server.redirects[f"/t5-base/resolve/{REV}/{filename}"] = server.base + blob
+    manifest = _manifest(
+        tmp_path,
+        server,
+        f"""
+[assets.t5-base]
+kind = "t5"
+hf = "t5-base"
+revision = "{REV}"
+files = [{{ name = "config.json", sha256 = "{_sha(config)}" }}, "spiece.model"]
+licence = "Apache-2.0"
+description = "text encoder"
+""",
+    )
+    root = tmp_path / "root"
+
+    (path,) = fetch(["t5-base"], root, manifest=manifest, retries=0)
+
+    cache = root / "hf"
+    assert path == cache / "models--t5-base" / "snapshots" / REV
+    assert (cache / "models--t5-base" / "refs" / "main").read_text() == REV
+    found = huggingface_hub.try_to_load_from_cache("t5-base", "spiece.model", cache_dir=cache)
+    assert found is not None and Path(found).read_bytes() == vocab
+    assert server.gets(f"/t5-base/resolve/{REV}/config.json") == [None]
+
+
+def test_musicgen_asset_is_a_directory_of_release_files(tmp_path: Path, server: FakeServer) -> None:
+    lm, codec = _payload(2_000, 3), _payload(1_000, 4)
+    server.add(f"/facebook/musicgen-melody/resolve/{REV}/state_dict.bin", lm)
+    server.add(f"/facebook/musicgen-melody/resolve/{REV}/compression_state_dict.bin", codec)
+    manifest = _manifest(
+        tmp_path,
+        server,
+        f"""
+[assets.musicgen-melody]
+kind = "musicgen"
+hf = "facebook/musicgen-melody"
+revision = "{REV}"
+files = ["state_dict.bin", "compression_state_dict.bin"]
+licence = "CC-BY-NC-4.0"
+description = "melody"
+""",
+    )
+
+    (path,) = fetch(["musicgen-melody"], tmp_path / "root", manifest=manifest, retries=0)
+
+    assert path == tmp_path / "root" / "facebook" / "musicgen-melody"
+    assert (path / "state_dict.bin").read_bytes() == lm
+    assert (path / "compression_state_dict.bin").read_bytes() == codec
+
+
+def test_progress_reports_every_byte(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(3 * 1024 * 1024 + 17)
+    manifest = _url_asset(tmp_path, server, data, size=len(data))
+    calls: list[tuple[str, int, int | None]] = []
+
+    fetch(["blob"], tmp_path / "root", manifest=manifest, progress=lambda *a: calls.append(a))
+
+    assert calls[0] == ("blob/blob.th", 0, len(data))
+    assert calls[-1] == ("blob/blob.th", len(data), len(data))
+    assert [done for _, done, _ in calls] == sorted(done for _, done, _ in calls)
+
+
+def test_list_assets_reports_disk_state(tmp_path: Path, server: FakeServer) -> None:
+    data = _payload(4_000)
+    manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    root = tmp_path / "root"
+
+    def state() -> str:
+        (row,) = list_assets(root, manifest=manifest)
+        return row.state
+
+    assert state() == "missing"
+    part = root / "sakemin" / "blob.th.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:100])
+    assert state() == "partial"
+    fetch(["blob"], root, manifest=manifest, retries=0)
+    assert state() == "verified"
+    (root / "sakemin" / "blob.th.sha256").unlink()
+    assert state() == "present"
+    (row,) = list_assets(root, manifest=manifest)
+    assert (row.name, row.licence, row.pinned) == ("blob", "MIT", True)
+    assert row.path == root / "sakemin" / "blob.th"
+
+
+def test_main_weights_fetch_fails_cleanly_on_unknown_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main_weights_fetch(["no-such-asset"], tmp_path) == 1
+    assert "no-such-asset" in caplog.text and "musicgen-melody" in caplog.text
