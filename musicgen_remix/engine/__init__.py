@@ -1,0 +1,1 @@
+"""The shared generation engine: sampling, seeds, progress, windowed token generation and decoding."""

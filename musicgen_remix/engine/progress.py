@@ -1,0 +1,52 @@
+"""Progress reporting per generation step, with a cancellation check at each step."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from musicgen_remix.errors import Canceled
+
+logger = logging.getLogger(__name__)
+
+# (stage, done, total): the CLI draws a bar from it, the server logs it.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class Progress:
+    """Counts steps of a stage across generation windows and stops when asked to.
+
+    Args:
+        report: called with (stage, done, total) at each step.
+        cancel: set it (from any thread) to stop at the next step with :class:`Canceled`.
+    """
+
+    report: ProgressFn | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        if self.cancel.is_set():
+            raise Canceled(f"canceled during {stage} at step {done}/{total}")
+        if self.report is not None:
+            self.report(stage, done, total)
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Canceled("canceled")
+
+
+def log_progress(every_s: float = 2.0) -> ProgressFn:
+    """A reporter that logs at most every ``every_s`` seconds, and the last step of a stage."""
+    last = [0.0]
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= every_s:
+            last[0] = now
+            logger.info("%s: %d/%d steps", stage, done, total)
+
+    return report

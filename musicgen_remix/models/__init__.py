@@ -1,0 +1,1 @@
+"""Building, loading and holding the models: configs, safe checkpoint loading, the bounded cache."""

@@ -1,0 +1,134 @@
+"""The one bounded model cache: which models are loaded, under what key, and for how long.
+
+Models are loaded once (in ``setup()`` for the default) and reused; a request that asks for another
+release or a fine-tune loads it once more into a small LRU cache keyed by name or by the checkpoint's
+sha256, so a URL whose content changes is never confused with what it served before. The default
+model is pinned and never evicted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from musicgen_remix.errors import WeightsError
+from musicgen_remix.models.loading import ModelInfo, describe, load_finetune, load_mbd, load_release
+from musicgen_remix.weights.manifest import asset_path, load_manifest
+
+if TYPE_CHECKING:
+    from audiocraft.models import MultiBandDiffusion, MusicGen
+
+logger = logging.getLogger(__name__)
+
+# The generate entrypoint's model_version choices -> registry assets.
+RELEASES: dict[str, str] = {
+    "melody": "musicgen-melody",
+    "stereo-melody": "musicgen-stereo-melody",
+    "melody-large": "musicgen-melody-large",
+    "stereo-melody-large": "musicgen-stereo-melody-large",
+    "small": "musicgen-small",
+    "medium": "musicgen-medium",
+    "large": "musicgen-large",
+}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    model: MusicGen
+    info: ModelInfo
+    key: str
+
+
+class ModelStore:
+    """Loads and caches models under one weights root.
+
+    Args:
+        root: weights root (``MUSICGEN_REMIX_WEIGHTS`` or ``weights/``).
+        device: torch device string.
+        max_models: loaded models kept besides the pinned default.
+        fetch_missing: download a registry asset that is not on disk yet (production); offline
+            deployments and tests leave it off and get a clear error instead.
+    """
+
+    def __init__(self, root: Path, device: str, *, max_models: int = 1, fetch_missing: bool = False) -> None:
+        self.root = root
+        self.device = device
+        self.max_models = max_models
+        self.fetch_missing = fetch_missing
+        self._manifest = load_manifest()
+        self._pinned: Loaded | None = None
+        self._cache: OrderedDict[str, Loaded] = OrderedDict()
+        self._mbd: MultiBandDiffusion | None = None
+        self._lock = threading.RLock()
+
+    # -- what callers ask for ------------------------------------------------------------------------
+    def release(self, version: str) -> Loaded:
+        """A release model by ``model_version`` (see :data:`RELEASES`)."""
+        asset = RELEASES[version]
+        return self._get(f"release:{asset}", lambda: load_release(
+            self._asset(asset), self._asset("encodec-32khz"), self.device), name=version)
+
+    def finetune(self, path: Path) -> Loaded:
+        """A fine-tune in the fine-tuner's single-file format, cached by content hash."""
+        digest = sha256_file(path)
+        return self._get(f"finetune:{digest}", lambda: load_finetune(
+            path, self._asset("encodec-32khz"), self.device), name=f"fine-tune {digest[:12]}")
+
+    def mbd(self) -> MultiBandDiffusion:
+        with self._lock:
+            if self._mbd is None:
+                logger.info("loading MultiBand Diffusion")
+                self._mbd = load_mbd(self._asset("mbd"), self._asset("encodec-32khz"), self.device)
+            return self._mbd
+
+    def pin(self, loaded: Loaded) -> None:
+        """Keep ``loaded`` for the life of the process (the deployment's default model)."""
+        with self._lock:
+            self._pinned = loaded
+            self._cache.pop(loaded.key, None)
+
+    @property
+    def loaded_keys(self) -> list[str]:
+        keys = list(self._cache)
+        return ([self._pinned.key] if self._pinned else []) + keys
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _get(self, key: str, load: Any, *, name: str) -> Loaded:
+        with self._lock:
+            if self._pinned is not None and self._pinned.key == key:
+                return self._pinned
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            logger.info("loading %s", name)
+            model = load()
+            loaded = Loaded(model=model, info=describe(name, model), key=key)
+            self._cache[key] = loaded
+            while len(self._cache) > self.max_models:
+                evicted, _ = self._cache.popitem(last=False)
+                logger.info("evicted %s from the model cache", evicted)
+            return loaded
+
+    def _asset(self, name: str) -> Path:
+        path = asset_path(name, self.root, manifest=self._manifest)
+        if not path.exists():
+            if not self.fetch_missing:
+                raise WeightsError(f"weights {name!r} are not under {self.root}; run "
+                                   f"`python -m musicgen_remix weights fetch {name}`")
+            from musicgen_remix.weights.fetch import fetch
+
+            fetch([name], self.root, manifest=self._manifest)
+        return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

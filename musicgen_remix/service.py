@@ -1,0 +1,81 @@
+"""Long-lived services behind the entrypoints: models loaded once, requests served one by one.
+
+The Cog predictors and the CLI hold one service each; a service owns the model store and resolves,
+per request, which model serves it (the default, another release, or a ``replicate_weights`` fine-tune).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from musicgen_remix.engine.progress import Progress
+from musicgen_remix.errors import WeightsError
+from musicgen_remix.generate import GenerateRequest, GenerateResult, check_request, run_generate
+from musicgen_remix.models.hub import use_weights_root
+from musicgen_remix.models.remote import check_url, download_checkpoint
+from musicgen_remix.models.store import Loaded, ModelStore
+from musicgen_remix.weights.manifest import weights_root
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VERSION = "melody"
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class GenerateService:
+    """Text/melody-conditioned generation and continuation.
+
+    Args:
+        weights: default weights: a fine-tune file (the fine-tuner's format) or URL, as Replicate passes
+            through ``COG_WEIGHTS``; None (or the weights root itself) for the ``melody`` release.
+        root: weights root; defaults to ``MUSICGEN_REMIX_WEIGHTS`` or ``weights/``.
+        device: torch device; defaults to CUDA when available.
+    """
+
+    def __init__(self, weights: str | Path | None = None, *, root: Path | None = None,
+                 device: str | None = None) -> None:
+        self.root = root or weights_root()
+        self.device = device or pick_device()
+        use_weights_root(self.root)
+        online = os.environ.get("MUSICGEN_REMIX_OFFLINE", "") != "1" and "MUSICGEN_REMIX_WEIGHTS" not in os.environ
+        self.store = ModelStore(self.root, self.device, fetch_missing=online)
+        self.default = self._load_default(weights)
+        self.store.pin(self.default)
+        logger.info("ready: default model %s on %s", self.default.info.name, self.device)
+
+    def predict(self, req: GenerateRequest, out_dir: Path, progress: Progress | None = None) -> GenerateResult:
+        check_request(req)
+        loaded = self._model_for(req)
+        return run_generate(req, loaded, self.store, out_dir, progress)
+
+    def _model_for(self, req: GenerateRequest) -> Loaded:
+        if req.replicate_weights and req.replicate_weights.strip():
+            url = check_url(req.replicate_weights)
+            path = download_checkpoint(url, self.root / ".cache" / "replicate_weights")
+            return self.store.finetune(path)
+        if req.model_version in ("default", None):
+            return self.default
+        return self.store.release(req.model_version)
+
+    def _load_default(self, weights: str | Path | None) -> Loaded:
+        if weights is None or str(weights).strip() == "":
+            return self.store.release(DEFAULT_VERSION)
+        text = str(weights)
+        if text.startswith(("http://", "https://")):
+            return self.store.finetune(download_checkpoint(text, self.root / ".cache" / "default_weights"))
+        path = Path(text)
+        if path.is_dir():
+            if path.resolve() == self.root.resolve() or (path / "manifest.toml").exists():
+                # Cog 0.16 passes ./weights when COG_WEIGHTS is unset: that is the weights root, not a fine-tune.
+                return self.store.release(DEFAULT_VERSION)
+            raise WeightsError(f"default weights {path} is a directory; expected a fine-tuned checkpoint file")
+        if not path.is_file():
+            raise WeightsError(f"default weights {path} do not exist")
+        return self.store.finetune(path)
