@@ -1,0 +1,48 @@
+"""Shared fixtures: offline environment, tiny release-format weights, a loaded generate service."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+_TINY_SOURCES = ["musicgen_remix/weights/tiny.py", "musicgen_remix/models/configs.py", "weights/manifest.toml"]
+
+
+def _tiny_dir() -> Path:
+    digest = hashlib.sha256()
+    for rel in _TINY_SOURCES:
+        digest.update((REPO / rel).read_bytes())
+    return REPO / ".cache" / f"tiny-weights-{digest.hexdigest()[:12]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_weights() -> Path:
+    """Tiny random weights in the release formats, written once per source version and reused."""
+    import torch
+
+    torch.set_num_threads(1)
+    root = _tiny_dir()
+    done = root / ".complete"
+    if not done.exists():
+        from musicgen_remix.weights.tiny import write_tiny_weights
+
+        write_tiny_weights(root)
+        done.write_text("ok")
+    os.environ["MUSICGEN_REMIX_WEIGHTS"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def generate_service(tiny_weights: Path):
+    from musicgen_remix.service import GenerateService
+
+    return GenerateService(root=tiny_weights, device="cpu")
