@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Literal
 from musicgen_remix.audio import STRATEGIES, Audio, convert, normalize, read_audio, trim, write_audio
 from musicgen_remix.engine.decode import decode
 from musicgen_remix.engine.progress import Progress
-from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
+from musicgen_remix.engine.sampling import (
+    CFG_DEFAULT,
+    TEMPERATURE_DEFAULT,
+    TOP_K_DEFAULT,
+    TOP_P_DEFAULT,
+    Sampling,
+)
 from musicgen_remix.engine.seeding import apply_seed, resolve_seed
 from musicgen_remix.engine.tokens import generate_tokens
 from musicgen_remix.errors import InputError

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from musicgen_remix.engine.progress import Progress
 
 if TYPE_CHECKING:
     import torch
     from audiocraft.models import MultiBandDiffusion, MusicGen
+    from audiocraft.models.encodec import InterleaveStereoCompressionModel
 
 
 def decode(model: MusicGen, tokens: torch.Tensor, *, mbd: MultiBandDiffusion | None = None,
@@ -24,7 +25,8 @@ def decode(model: MusicGen, tokens: torch.Tensor, *, mbd: MultiBandDiffusion | N
         if mbd is None:
             return model.compression_model.decode(tokens, None)
         if model.audio_channels == 2:
-            left, right = model.compression_model.get_left_right_codes(tokens)
+            stereo_codec = cast("InterleaveStereoCompressionModel", model.compression_model)
+            left, right = stereo_codec.get_left_right_codes(tokens)
             channels = []
             for codes in (left, right):
                 if progress is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from musicgen_remix.errors import InputError
 
@@ -40,7 +41,7 @@ class Sampling:
             raise InputError("classifier_free_guidance", self.classifier_free_guidance,
                              f"a number from 0 to {CFG_MAX}")
 
-    def lm_kwargs(self) -> dict[str, object]:
+    def lm_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of audiocraft's ``LMModel.generate``."""
         return {
             "use_sampling": self.temperature > 0,

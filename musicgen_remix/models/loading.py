@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.models.safe_load import allow_configs, safe_torch_load
@@ -69,7 +69,7 @@ def load_release(repo_dir: Path, encodec_dir: Path, device: str) -> MusicGen:
     format; such pointers are served by the local EnCodec instead.
     """
     import torch
-    from audiocraft.models import MusicGen, loaders
+    from audiocraft.models import loaders
 
     _require(repo_dir / "state_dict.bin", f"MusicGen {repo_dir.name}")
     _require(repo_dir / "compression_state_dict.bin", f"MusicGen {repo_dir.name}")
@@ -103,7 +103,7 @@ def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
     raw_cfg = pkg["xp.cfg"]
     if not isinstance(raw_cfg, DictConfig | dict | str):
         raise WeightsError(f"{path.name}: 'xp.cfg' is a {type(raw_cfg).__name__}, not a config")
-    cfg = OmegaConf.create(raw_cfg) if not isinstance(raw_cfg, DictConfig) else raw_cfg.copy()
+    cfg = cast(DictConfig, OmegaConf.create(raw_cfg) if not isinstance(raw_cfg, DictConfig) else raw_cfg.copy())
     _check_finetune_cfg(cfg, path.name)
     _prepare_lm_cfg(cfg, device)
     state = pkg["model"]
@@ -115,7 +115,7 @@ def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
         raise WeightsError(f"{path.name}: its config does not build a MusicGen LM: {exc}") from None
     _load_state(lm, state, path.name)
     lm.eval()
-    lm.cfg = cfg
+    lm.cfg = cfg  # type: ignore[assignment]  # as audiocraft's loaders do; MusicGen reads it
     compression = load_encodec(encodec_dir, device)
     return _assemble(path.stem, compression, lm)
 

@@ -36,6 +36,8 @@ RELEASES: dict[str, str] = {
     "large": "musicgen-large",
 }
 
+SUPPORT_ASSETS = ("t5-base", "htdemucs")
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -106,6 +108,7 @@ class ModelStore:
                 self._cache.move_to_end(key)
                 return self._cache[key]
             logger.info("loading %s", name)
+            self._support_assets()
             model = load()
             loaded = Loaded(model=model, info=describe(name, model), key=key)
             self._cache[key] = loaded
@@ -113,6 +116,11 @@ class ModelStore:
                 evicted, _ = self._cache.popitem(last=False)
                 logger.info("evicted %s from the model cache", evicted)
             return loaded
+
+    def _support_assets(self) -> None:
+        """What audiocraft builds from the hub while building any LM: T5, and htdemucs for chroma."""
+        for name in SUPPORT_ASSETS:
+            self._asset(name)
 
     def _asset(self, name: str) -> Path:
         path = asset_path(name, self.root, manifest=self._manifest)

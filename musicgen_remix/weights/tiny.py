@@ -191,8 +191,7 @@ def _write_t5(snapshot: Path) -> Path:
     T5Tokenizer(vocab_file=str(snapshot / "spiece.model"), extra_ids=0).save_pretrained(snapshot)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(4)
-        config = T5Config(vocab_size=128, d_model=768, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                          decoder_start_token_id=0)
+        config = T5Config(vocab_size=128, d_model=768, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
         T5EncoderModel(config).save_pretrained(snapshot)
     refs = snapshot.parent.parent / "refs"
     refs.mkdir(parents=True, exist_ok=True)
