@@ -5,8 +5,8 @@
 Input defaults come from the package's request dataclasses, defined once.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Cog 0.16 reads the predict() annotations as
+# objects, and string annotations make the server reject every input type at startup.
 import logging
 import shutil
 import tempfile

@@ -41,6 +41,10 @@ class Canceled(MusicgenRemixError):
     """The caller asked to stop; raised between generation steps."""
 
 
+class AnalysisError(MusicgenRemixError):
+    """Music analysis (beats, chords) produced something unusable, e.g. non-finite network outputs."""
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     if len(text) > limit:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import WeightsError
@@ -16,11 +17,16 @@ from musicgen_remix.generate import GenerateRequest, GenerateResult, check_reque
 from musicgen_remix.models.hub import use_weights_root
 from musicgen_remix.models.remote import check_url, download_checkpoint
 from musicgen_remix.models.store import Loaded, ModelStore
-from musicgen_remix.weights.manifest import weights_root
+from musicgen_remix.weights.manifest import WEIGHTS_ENV, weights_root
+
+if TYPE_CHECKING:
+    from musicgen_remix.remix.pipeline import RemixResult
+    from musicgen_remix.remix.request import RemixRequest
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "melody"
+DEFAULT_CHORD_VERSION = "stereo-chord"
 
 
 def pick_device() -> str:
@@ -29,7 +35,19 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class GenerateService:
+class _Service:
+    """Weights root, device and model store shared by both services."""
+
+    def __init__(self, root: Path | None, device: str | None) -> None:
+        self.root = root or weights_root()
+        self.device = device or pick_device()
+        use_weights_root(self.root)
+        # Offline deployments (and tests) point MUSICGEN_REMIX_WEIGHTS at prepared weights: never download.
+        online = os.environ.get("MUSICGEN_REMIX_OFFLINE", "") != "1" and WEIGHTS_ENV not in os.environ
+        self.store = ModelStore(self.root, self.device, fetch_missing=online)
+
+
+class GenerateService(_Service):
     """Text/melody-conditioned generation and continuation.
 
     Args:
@@ -41,11 +59,7 @@ class GenerateService:
 
     def __init__(self, weights: str | Path | None = None, *, root: Path | None = None,
                  device: str | None = None) -> None:
-        self.root = root or weights_root()
-        self.device = device or pick_device()
-        use_weights_root(self.root)
-        online = os.environ.get("MUSICGEN_REMIX_OFFLINE", "") != "1" and "MUSICGEN_REMIX_WEIGHTS" not in os.environ
-        self.store = ModelStore(self.root, self.device, fetch_missing=online)
+        super().__init__(root, device)
         self.default = self._load_default(weights)
         self.store.pin(self.default)
         logger.info("ready: default model %s on %s", self.default.info.name, self.device)
@@ -73,9 +87,32 @@ class GenerateService:
         path = Path(text)
         if path.is_dir():
             if path.resolve() == self.root.resolve() or (path / "manifest.toml").exists():
-                # Cog 0.16 passes ./weights when COG_WEIGHTS is unset: that is the weights root, not a fine-tune.
+                # Cog 0.16 passes ./weights when COG_WEIGHTS is unset: the weights root, not a fine-tune.
                 return self.store.release(DEFAULT_VERSION)
             raise WeightsError(f"default weights {path} is a directory; expected a fine-tuned checkpoint file")
         if not path.is_file():
             raise WeightsError(f"default weights {path} do not exist")
         return self.store.finetune(path)
+
+
+class RemixService(_Service):
+    """Remix songs over their own chords with MusicGen-Chord; demucs and the default chord model load once."""
+
+    def __init__(self, *, root: Path | None = None, device: str | None = None,
+                 default_version: str = DEFAULT_CHORD_VERSION) -> None:
+        from musicgen_remix.remix.separate import Separator
+
+        super().__init__(root, device)
+        self.default = self.store.chord(default_version)
+        self.store.pin(self.default)
+        self.separator = Separator(self.device)
+        logger.info("ready: remix with %s on %s", default_version, self.device)
+
+    def predict(self, req: RemixRequest, out_dir: Path, progress: Progress | None = None, *,
+                extras: bool = False) -> RemixResult:
+        from musicgen_remix.remix.pipeline import run_remix
+        from musicgen_remix.remix.request import check_remix_request
+
+        check_remix_request(req)
+        loaded = self.store.chord(req.model_version)
+        return run_remix(req, loaded, self.store, self.separator, out_dir, progress, extras=extras)

@@ -43,12 +43,15 @@ fi
 constraint=$(mktemp); trap 'rm -f "$constraint"' EXIT
 echo "$torch_spec" > "$constraint"
 
-"${pip[@]}" "$torch_spec"
+if [ "$mode" = cuda ]; then
+  # The PyPI torch 2.11 wheel is a CUDA 13 build (driver >= 580); cu128 matches the Cog image.
+  "${pip[@]}" --extra-index-url https://download.pytorch.org/whl/cu128 "$torch_spec" torchaudio==2.11.0
+else
+  "${pip[@]}" "$torch_spec"
+fi
 "${pip[@]}" -r requirements/base.txt -c "$constraint"
 "${pip[@]}" --no-deps -r requirements/nodeps.txt
-if [ "$mode" = cuda ]; then
-  "${pip[@]}" torchaudio==2.11.0 -c "$constraint"
-else
+if [ "$mode" = cpu ]; then
   # torchaudio has no build for torch 2.13; without its compiled libraries it imports in
   # pure-Python mode, which covers what audiocraft uses (Spectrogram, Loudness).
   "${pip[@]}" --no-deps torchaudio==2.11.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -14,7 +15,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-_TINY_SOURCES = ["musicgen_remix/weights/tiny.py", "musicgen_remix/models/configs.py", "weights/manifest.toml"]
+_TINY_SOURCES = ["musicgen_remix/weights/tiny.py", "musicgen_remix/weights/tiny_chord.py",
+                 "musicgen_remix/models/configs.py", "musicgen_remix/models/chord.py", "weights/manifest.toml"]
 
 
 def _tiny_dir() -> Path:
@@ -32,11 +34,14 @@ def tiny_weights() -> Path:
     torch.set_num_threads(1)
     root = _tiny_dir()
     done = root / ".complete"
-    if not done.exists():
-        from musicgen_remix.weights.tiny import write_tiny_weights
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest sessions must not write the same directory
+        if not done.exists():
+            from musicgen_remix.weights.tiny import write_tiny_weights
 
-        write_tiny_weights(root)
-        done.write_text("ok")
+            write_tiny_weights(root)
+            done.write_text("ok")
     os.environ["MUSICGEN_REMIX_WEIGHTS"] = str(root)
     return root
 

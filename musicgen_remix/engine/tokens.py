@@ -9,6 +9,7 @@ condition advances with the window, wrapping around when shorter than the output
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from musicgen_remix.engine.sampling import Sampling
 if TYPE_CHECKING:
     import torch
     from audiocraft.models import MusicGen
+    from audiocraft.modules.conditioners import ConditioningAttributes
 
 logger = logging.getLogger(__name__)
 
@@ -75,23 +77,56 @@ def generate_tokens(
     """
     import torch
 
+    with torch.no_grad():
+        attributes, prompt_tokens = model._prepare_tokens_and_attributes(
+            [description], None if prompt is None else prompt[None], None if melody is None else [melody])
+    base = attributes[0]
+    ref = base.wav.get("self_wav") if melody is not None else None
+
+    def attributes_at(offset_s: float, windowed: bool) -> ConditioningAttributes:
+        if ref is not None and windowed:
+            base.wav["self_wav"] = _melody_window(ref, offset_s, model)
+        return base
+
+    return generate_windows(model, attributes_at, duration=duration, sampling=sampling, progress=progress,
+                            prompt_tokens=prompt_tokens, extend_stride=extend_stride)
+
+
+def generate_windows(
+    model: MusicGen,
+    attributes_at: Callable[[float, bool], ConditioningAttributes],
+    *,
+    duration: float,
+    sampling: Sampling,
+    progress: Progress,
+    prompt_tokens: torch.Tensor | None = None,
+    extend_stride: float = EXTEND_STRIDE_S,
+) -> torch.Tensor:
+    """The windowed generation loop, with the conditions of each window supplied by the caller.
+
+    Args:
+        attributes_at: ``(offset_s, windowed) -> attributes`` for the window starting at ``offset_s``
+            seconds into the output; ``windowed`` is False when one window covers the whole output
+            (audiocraft leaves a melody untouched then). Melody and chord conditions advance with it.
+        prompt_tokens: tokens ``[1, K, T]`` to continue, or None.
+
+    Returns:
+        tokens ``[1, K, frames]``, the prompt's tokens included.
+    """
+    import torch
+
     frame_rate = model.frame_rate
     total = int(duration * frame_rate)
     window = int(model.max_duration * frame_rate)
     stride = int(extend_stride * frame_rate)
-    with torch.no_grad():
-        attributes, prompt_tokens = model._prepare_tokens_and_attributes(
-            [description], None if prompt is None else prompt[None], None if melody is None else [melody])
     prompt_frames = 0 if prompt_tokens is None else int(prompt_tokens.shape[-1])
     windows = plan_windows(total, prompt_frames, window, stride)
     steps = [_lm_steps(model, w) for w in windows]
     done_before = 0
     all_steps = sum(steps)
     pieces: list[torch.Tensor] = [] if prompt_tokens is None else [prompt_tokens]
-    ref = attributes[0].wav.get("self_wav") if melody is not None else None
     for index, (win, n_steps) in enumerate(zip(windows, steps, strict=True)):
-        if ref is not None and len(windows) > 1:
-            attributes[0].wav["self_wav"] = _melody_window(ref, win.offset_frames / frame_rate, model)
+        attributes = attributes_at(win.offset_frames / frame_rate, len(windows) > 1)
 
         def callback(done: int, _total: int, _base: int = done_before) -> None:
             progress.step("generate", _base + done, all_steps)
@@ -99,7 +134,7 @@ def generate_tokens(
         logger.debug("window %d/%d: prompt %d frames, to %d", index + 1, len(windows), win.prompt_frames,
                      win.end_frames)
         with model.autocast:
-            tokens = model.lm.generate(prompt_tokens, attributes, callback=callback, max_gen_len=win.end_frames,
+            tokens = model.lm.generate(prompt_tokens, [attributes], callback=callback, max_gen_len=win.end_frames,
                                        **sampling.lm_kwargs())
         pieces.append(tokens if prompt_tokens is None else tokens[..., prompt_tokens.shape[-1]:])
         prompt_tokens = tokens[..., stride:]

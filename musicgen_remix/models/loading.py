@@ -93,6 +93,29 @@ def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
     allow-list only, and checked (format, architecture, exact state-dict keys) before use.
     """
     from audiocraft.models import builders
+
+    cfg, state = read_finetune_package(path)
+    _prepare_lm_cfg(cfg, device)
+    try:
+        lm = builders.get_lm_model(cfg)
+    except Exception as exc:  # the config is user data: any failure to build is a format error
+        raise WeightsError(f"{path.name}: its config does not build a MusicGen LM: {exc}") from None
+    _load_state(lm, state, path.name)
+    lm.eval()
+    lm.cfg = cfg  # type: ignore[assignment]  # as audiocraft's loaders do; MusicGen reads it
+    compression = load_encodec(encodec_dir, device)
+    return _assemble(path.stem, compression, lm)
+
+
+def read_finetune_package(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The checked ``(xp.cfg, state dict)`` of a file in the fine-tuner's single-file format.
+
+    Shared by every loader of that format (plain fine-tunes, the chord models). The config is a
+    private copy (callers adjust it), already checked by :func:`_check_finetune_cfg`.
+
+    Raises:
+        WeightsError: unsafe or unreadable file, not ``{'xp.cfg', 'model'}``, or an unsupported config.
+    """
     from omegaconf import DictConfig, OmegaConf
 
     pkg = safe_torch_load(path, what="fine-tuned checkpoint")
@@ -105,19 +128,10 @@ def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
         raise WeightsError(f"{path.name}: 'xp.cfg' is a {type(raw_cfg).__name__}, not a config")
     cfg = cast(DictConfig, OmegaConf.create(raw_cfg) if not isinstance(raw_cfg, DictConfig) else raw_cfg.copy())
     _check_finetune_cfg(cfg, path.name)
-    _prepare_lm_cfg(cfg, device)
     state = pkg["model"]
     if not isinstance(state, dict) or not state:
         raise WeightsError(f"{path.name}: 'model' is not a state dict")
-    try:
-        lm = builders.get_lm_model(cfg)
-    except Exception as exc:  # the config is user data: any failure to build is a format error
-        raise WeightsError(f"{path.name}: its config does not build a MusicGen LM: {exc}") from None
-    _load_state(lm, state, path.name)
-    lm.eval()
-    lm.cfg = cfg  # type: ignore[assignment]  # as audiocraft's loaders do; MusicGen reads it
-    compression = load_encodec(encodec_dir, device)
-    return _assemble(path.stem, compression, lm)
+    return cfg, state
 
 
 def load_mbd(mbd_file: Path, encodec_dir: Path, device: str) -> MultiBandDiffusion:

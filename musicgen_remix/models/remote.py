@@ -9,11 +9,14 @@ job, which uses the safe allow-list.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
+import lzma
 import os
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,7 +73,13 @@ def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int = MAX_BYTES
             raise InputError(FIELD, url, "a non-empty checkpoint file")
         final = cache_dir / f"{digest.hexdigest()}.th"
         if tarfile.is_tarfile(tmp):
-            _extract_single_checkpoint(tmp, final, url, max_bytes)
+            try:
+                _extract_single_checkpoint(tmp, final, url, max_bytes)
+            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+                # A truncated or corrupt archive is the caller's data, not a server fault.
+                final.unlink(missing_ok=True)
+                raise InputError(FIELD, url, f"a readable .tar weights archive ({type(exc).__name__}: "
+                                             f"{str(exc)[:200]})") from None
             tmp.unlink()
         else:
             os.replace(tmp, final)

@@ -35,7 +35,13 @@ RELEASES: dict[str, str] = {
     "medium": "musicgen-medium",
     "large": "musicgen-large",
 }
-
+# The remix entrypoint's model_version choices -> sakemin's chord checkpoints.
+CHORD_RELEASES: dict[str, str] = {
+    "chord": "musicgen-chord",
+    "stereo-chord": "musicgen-stereo-chord",
+    "chord-large": "musicgen-chord-large",
+    "stereo-chord-large": "musicgen-stereo-chord-large",
+}
 SUPPORT_ASSETS = ("t5-base", "htdemucs")
 
 
@@ -73,6 +79,14 @@ class ModelStore:
         """A release model by ``model_version`` (see :data:`RELEASES`)."""
         asset = RELEASES[version]
         return self._get(f"release:{asset}", lambda: load_release(
+            self._asset(asset), self._asset("encodec-32khz"), self.device), name=version)
+
+    def chord(self, version: str) -> Loaded:
+        """A MusicGen-Chord model by the remix ``model_version`` (see :data:`CHORD_RELEASES`)."""
+        from musicgen_remix.models.chord import load_chord_model
+
+        asset = CHORD_RELEASES[version]
+        return self._get(f"chord:{asset}", lambda: load_chord_model(
             self._asset(asset), self._asset("encodec-32khz"), self.device), name=version)
 
     def finetune(self, path: Path) -> Loaded:

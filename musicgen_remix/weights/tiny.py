@@ -13,6 +13,7 @@ production loaders:
   htdemucs serialized by demucs itself into the torch.hub checkpoint directory.
 - fine-tunes as the fine-tuner writes them: ``{'xp.cfg': <pickled OmegaConf>, 'model': <LM state dict>}``,
   under ``finetunes/`` (not registry assets: they stand in for ``COG_WEIGHTS`` / ``replicate_weights``).
+- sakemin's musicgen-chord checkpoints in the same single-file format (see ``tiny_chord``).
 
 Weights are random but deterministic (seeded per asset), so files are identical run to run.
 """
@@ -83,6 +84,9 @@ def write_tiny_weights(root: Path) -> list[Path]:
         written.append(_save(_tiny_mbd(seed=2), asset_path("mbd", root, manifest=manifest)))
         written.append(_write_demucs(asset_path("htdemucs", root, manifest=manifest), seed=3))
     written.append(_write_t5(asset_path("t5-base", root, manifest=manifest)))
+    from musicgen_remix.weights.tiny_chord import write_tiny_chord_checkpoints
+
+    written.extend(write_tiny_chord_checkpoints(root))
     logger.info("wrote %d tiny weight files under %s", len(written), root)
     return written
 

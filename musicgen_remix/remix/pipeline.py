@@ -1,0 +1,171 @@
+"""The remix pipeline: separate once, analyse, generate over the song's chords, beat-sync, mix back.
+
+Each step is a small module of its own; this one reads as the list of steps. Everything is written into
+the caller's per-request directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from musicgen_remix.analysis.beats import Beats, track_beats
+from musicgen_remix.analysis.chords import Chord, parse_chord_progression, recognize_chords
+from musicgen_remix.analysis.chroma import chords_to_chroma
+from musicgen_remix.analysis.summary import Analysis
+from musicgen_remix.audio import Audio, integrated_loudness, normalize, read_audio, write_audio
+from musicgen_remix.engine.decode import decode
+from musicgen_remix.engine.progress import Progress
+from musicgen_remix.engine.seeding import apply_seed, resolve_seed
+from musicgen_remix.engine.tokens import generate_windows
+from musicgen_remix.errors import AudioError
+from musicgen_remix.remix.beatsync import SyncPlan, resolve_threshold, sync_to_reference
+from musicgen_remix.remix.mix import MixReport, mix_vocals
+from musicgen_remix.remix.plot import plot_remix
+from musicgen_remix.remix.request import SONG_MAX_S, SONG_MIN_S, RemixRequest, check_remix_request
+from musicgen_remix.remix.separate import Separator
+
+if TYPE_CHECKING:
+    from musicgen_remix.models.store import Loaded, ModelStore
+
+logger = logging.getLogger(__name__)
+
+SILENCE_LUFS = -60.0
+
+
+@dataclass(frozen=True)
+class RemixResult:
+    """The mix and, when asked for, the other products of one remix."""
+
+    mix: Path
+    seed: int
+    analysis: Analysis
+    sync: SyncPlan
+    mixing: MixReport
+    instrumental: Path | None = None
+    vocals: Path | None = None
+    analysis_json: Path | None = None
+    plot: Path | None = None
+    generated_downbeats: list[float] = field(default_factory=list)
+
+
+def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: Separator, out_dir: Path,
+              progress: Progress | None = None, *, extras: bool = False) -> RemixResult:
+    """Remix ``req.music_input``; with ``extras`` also write the instrumental, vocals, analysis and plot."""
+    from musicgen_remix.models.chord import chord_attributes, chord_conditioner, chroma_window
+
+    progress = progress or Progress()
+    # 1. Check the inputs, then read the song.
+    prompt = check_remix_request(req)
+    req.sampling.check(loaded.info.card)
+    conditioner = chord_conditioner(loaded.model)
+    song = read_song(req.music_input)  # type: ignore[arg-type]
+    progress.check()
+    # 2. Separate once; every later stage reuses these stems.
+    stems = separator.separate(song)
+    progress.check()
+    # 3. Beats, downbeats and tempo of the song.
+    beats = track_beats(song)
+    # 4. Chords: the caller's progression, or recognised on the drumless mix.
+    if req.chords and req.chords.strip():
+        chords = parse_chord_progression(req.chords, beats.downbeats, song.duration)
+    else:
+        chords = recognize_chords(stems.drumless, large_vocabulary=req.large_chord_voca)
+    analysis = Analysis.from_results(song.duration, song.sample_rate, beats, chords)
+    _log_analysis(analysis)
+    progress.check()
+    # 5. Generate an instrumental for the whole song over its chords (windowed, chroma advancing).
+    seed = resolve_seed(req.seed)
+    apply_seed(seed)
+    description = prompt if beats.bpm is None else f"{prompt}, bpm: {round(beats.bpm)}"
+    spec = conditioner.spec
+    chroma = torch.from_numpy(chords_to_chroma(chords, song.duration, spec.frame_rate))
+    coefficient = float(req.chroma_coefficient)
+    model = loaded.model
+    tokens = generate_windows(
+        model, lambda offset, _windowed: chord_attributes(description, chroma_window(chroma, offset, spec),
+                                                          coefficient),
+        duration=song.duration, sampling=req.sampling, progress=progress)
+    mbd = store.mbd() if req.multi_band_diffusion else None
+    generated = Audio(decode(model, tokens, mbd=mbd, progress=progress)[0].float().cpu(), model.sample_rate)
+    progress.check()
+    # 6. Beat sync: the instrumental's downbeats onto the song's.
+    generated_beats = track_beats(generated)
+    threshold = resolve_threshold(req.beat_sync_threshold, beats.bpm)
+    synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
+                                     target_duration=song.duration)
+    # 7. Mix the vocals back at the song's balance, normalise, write.
+    mixed, mixing = mix_vocals(synced, stems.vocal, stems.accompaniment)
+    out = normalize(mixed.wav, mixed.sample_rate, req.normalization_strategy)  # type: ignore[arg-type]
+    fmt = req.output_format
+    mix_path = write_audio(out_dir / f"remix.{fmt}", out, mixed.sample_rate, fmt=fmt)  # type: ignore[arg-type]
+    result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixing,
+                         generated_downbeats=[float(t) for t in generated_beats.downbeats])
+    if extras:
+        result = _write_extras(result, req, out_dir, song, synced, stems.vocal, generated_beats, plan)
+    return result
+
+
+def read_song(path: Path) -> Audio:
+    """The song, or an :class:`AudioError` naming ``music_input`` for what cannot be a song."""
+    song = read_audio(path, field="music_input", max_seconds=SONG_MAX_S)
+    if song.duration < SONG_MIN_S:
+        raise AudioError("music_input", path.name, f"a song of at least {SONG_MIN_S:.0f} s (this one is "
+                                                   f"{song.duration:.2f} s)")
+    loudness = integrated_loudness(song.wav, song.sample_rate)
+    if not np.isfinite(loudness) or loudness < SILENCE_LUFS:
+        raise AudioError("music_input", path.name, f"audible music (this file is silent: {loudness:.1f} LUFS)")
+    return song
+
+
+def _log_analysis(analysis: Analysis) -> None:
+    bpm = "unknown" if analysis.bpm is None else f"{analysis.bpm:.1f}"
+    logger.info("analysis: %.1f s, bpm %s, meter %s, %d beats, %d downbeats", analysis.duration, bpm,
+                analysis.meter, len(analysis.beats), len(analysis.downbeats))
+    logger.info("chords: %s", " ".join(f"{c.start:.1f}:{c.label}" for c in analysis.chords[:64])
+                + (" ..." if len(analysis.chords) > 64 else ""))
+
+
+def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: Audio, instrumental: Audio,
+                  vocals: Audio, generated_beats: Beats, plan: SyncPlan) -> RemixResult:
+    fmt = req.output_format
+    strategy = req.normalization_strategy
+    inst_path = write_audio(out_dir / f"instrumental.{fmt}", normalize(instrumental.wav, instrumental.sample_rate,
+                                                                         strategy),  # type: ignore[arg-type]
+                            instrumental.sample_rate, fmt=fmt)  # type: ignore[arg-type]
+    vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate,
+                             fmt=fmt)  # type: ignore[arg-type]
+    report = {"analysis": result.analysis.to_json(), "seed": result.seed,
+              "sync": {"threshold_s": resolve_threshold(req.beat_sync_threshold, result.analysis.bpm),
+                       "skipped_reason": plan.skipped_reason, "matched": plan.matched.tolist(),
+                       "offsets_s": plan.offsets.tolist(), "unmatched": plan.unmatched.tolist()},
+              "generated_downbeats": result.generated_downbeats,
+              "mix": {"instrumental_gain_db": result.mixing.instrumental_gain_db,
+                      "vocal_lufs": result.mixing.vocal_lufs,
+                      "accompaniment_lufs": result.mixing.accompaniment_lufs}}
+    json_path = out_dir / "analysis.json"
+    json_path.write_text(json.dumps(report, indent=2))
+    synced_downbeats = _map_times(result.generated_downbeats, plan)
+    plot_path = plot_remix(out_dir / "remix.png", song=song.wav.mean(0).numpy(), sample_rate=song.sample_rate,
+                           song_downbeats=result.analysis.downbeats, generated_downbeats=result.generated_downbeats,
+                           synced_downbeats=synced_downbeats,
+                           chords=[(c.start, c.end, c.label) for c in result.analysis.chords],
+                           title=f"remix: {req.prompt}"[:100])
+    return RemixResult(**{**result.__dict__, "instrumental": inst_path, "vocals": vocal_path,
+                          "analysis_json": json_path, "plot": plot_path})
+
+
+def _map_times(times: list[float], plan: SyncPlan) -> list[float]:
+    """Where the generated downbeats land after the stretch (piecewise-linear through the anchors)."""
+    if plan.skipped or len(plan.anchors) < 2:
+        return list(times)
+    return [float(t) for t in np.interp(times, plan.anchors[:, 0], plan.anchors[:, 1])]
+
+
+__all__ = ["Chord", "RemixResult", "read_song", "run_remix"]

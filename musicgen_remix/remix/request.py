@@ -1,0 +1,69 @@
+"""Every input of the remix entrypoint, with its default (read by Cog, the CLI and the library), and the
+checks that need no model or audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from musicgen_remix.analysis.chroma import check_chroma_coefficient
+from musicgen_remix.audio import STRATEGIES
+from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
+from musicgen_remix.engine.seeding import resolve_seed
+from musicgen_remix.errors import InputError
+from musicgen_remix.generate import clean_prompt
+from musicgen_remix.remix.beatsync import resolve_threshold
+
+CHORD_VERSIONS = ("chord", "stereo-chord", "chord-large", "stereo-chord-large")
+SONG_MIN_S = 5.0
+SONG_MAX_S = 300.0
+CHORDS_MAX_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class RemixRequest:
+    prompt: str | None = None
+    music_input: Path | None = None
+    multi_band_diffusion: bool = False
+    normalization_strategy: str = "loudness"
+    beat_sync_threshold: float | None = 0.75
+    chroma_coefficient: float = 1.0
+    top_k: int = TOP_K_DEFAULT
+    top_p: float = TOP_P_DEFAULT
+    temperature: float = TEMPERATURE_DEFAULT
+    classifier_free_guidance: int = CFG_DEFAULT
+    output_format: str = "wav"
+    seed: int | None = None
+    model_version: str = "stereo-chord"
+    large_chord_voca: bool = True
+    chords: str | None = None
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.top_k, self.top_p, self.temperature, self.classifier_free_guidance)
+
+
+def remix_defaults() -> dict[str, object]:
+    return {f.name: f.default for f in fields(RemixRequest)}
+
+
+def check_remix_request(req: RemixRequest) -> str:
+    """Raise :class:`InputError` for inputs that cannot work; returns the cleaned prompt."""
+    prompt = clean_prompt(req.prompt)
+    if prompt is None:
+        raise InputError("prompt", req.prompt, "a description of the new arrangement, e.g. 'bossa nova, "
+                                               "nylon guitar'")
+    if req.music_input is None:
+        raise InputError("music_input", None, "an audio file of the song to remix")
+    if req.normalization_strategy not in STRATEGIES:
+        raise InputError("normalization_strategy", req.normalization_strategy, f"one of {', '.join(STRATEGIES)}")
+    if req.output_format not in ("wav", "mp3", "flac"):
+        raise InputError("output_format", req.output_format, "one of wav, mp3, flac")
+    if req.model_version not in CHORD_VERSIONS:
+        raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
+    check_chroma_coefficient(req.chroma_coefficient)
+    resolve_threshold(req.beat_sync_threshold, bpm=None)  # range check; the song's tempo comes later
+    if req.chords is not None and len(req.chords) > CHORDS_MAX_CHARS:
+        raise InputError("chords", req.chords, f"at most {CHORDS_MAX_CHARS} characters")
+    resolve_seed(req.seed)
+    return prompt

@@ -1,0 +1,470 @@
+"""Tests of the generate-with-continuation pipeline through ``GenerateService.predict`` on tiny weights:
+seeds, melody, continuation, long form, MBD, normalisation, output formats, ``replicate_weights`` and
+input checks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import musicgen_remix.generate as generate_module
+from musicgen_remix.audio import LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio, resample
+from musicgen_remix.errors import InputError, MusicgenRemixError
+from musicgen_remix.generate import GenerateRequest, GenerateResult
+from musicgen_remix.service import GenerateService
+
+SR = 32000
+FRAME = SR // 50  # samples per token frame
+INPUT_SR = 44100
+
+
+def run(service: GenerateService, tmp_path: Path, name: str, **kwargs: Any) -> GenerateResult:
+    """One prediction into its own directory (as every request gets its own)."""
+    out = tmp_path / name
+    out.mkdir()
+    kwargs.setdefault("duration", 3)
+    return service.predict(GenerateRequest(**kwargs), out)
+
+
+def digest(result: GenerateResult) -> str:
+    return hashlib.sha256(result.path.read_bytes()).hexdigest()
+
+
+def chirp(seconds: float, sample_rate: int = INPUT_SR, peak: float = 0.3) -> np.ndarray:
+    """A distinctive signal: a 200 Hz -> 3 kHz sweep with a 3 Hz tremolo (any time shift decorrelates it)."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    f0, f1 = 200.0, 3000.0
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return peak * np.sin(phase) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+
+
+def tune(seconds: float, sample_rate: int = INPUT_SR) -> np.ndarray:
+    freqs = [261.6, 329.6, 392.0, 493.9, 293.7, 370.0]
+    t = np.arange(int(0.5 * sample_rate)) / sample_rate
+    notes = np.concatenate([0.3 * np.sin(2 * np.pi * f * t) for f in freqs])
+    return np.tile(notes, int(seconds / 3) + 1)[: int(seconds * sample_rate)]
+
+
+@pytest.fixture(scope="module")
+def chirp_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "chirp.wav"
+    soundfile.write(str(path), chirp(3.0), INPUT_SR, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tune_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inputs") / "tune.wav"
+    soundfile.write(str(path), np.stack([tune(3.0), 0.5 * tune(3.0)], axis=1), INPUT_SR, subtype="PCM_16")
+    return path
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# ----------------------------------------------------------------------------------------------------
+# text, seeds
+
+
+def test_text_only(generate_service: GenerateService, tmp_path: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano melody", seed=1)
+    assert result.path.parent == tmp_path / "a"
+    assert result.path.name == "output.wav"
+    assert (result.model, result.sample_rate, result.channels) == ("melody", SR, 1)
+    assert result.seed == 1
+    audio = read_audio(result.path)
+    assert audio.sample_rate == SR
+    assert audio.num_frames == 3 * SR
+    assert result.seconds == pytest.approx(3.0)
+    assert float(audio.wav.abs().max()) > 0.1
+
+
+@pytest.mark.parametrize("seed", [0, 12345])
+def test_same_seed_same_bytes(generate_service: GenerateService, tmp_path: Path, seed: int) -> None:
+    first = run(generate_service, tmp_path, "a", prompt="calm piano", seed=seed)
+    second = run(generate_service, tmp_path, "b", prompt="calm piano", seed=seed)
+    assert first.seed == second.seed == seed
+    assert digest(first) == digest(second)
+
+
+def test_different_seeds_differ(generate_service: GenerateService, tmp_path: Path) -> None:
+    results = [run(generate_service, tmp_path, f"s{seed}", prompt="calm piano", seed=seed) for seed in (0, 1)]
+    assert digest(results[0]) != digest(results[1])
+
+
+@pytest.mark.parametrize("seed", [None, -1])
+def test_random_seed_is_reported_and_reproduces(generate_service: GenerateService, tmp_path: Path,
+                                                seed: int | None) -> None:
+    first = run(generate_service, tmp_path, "a", prompt="calm piano", seed=seed)
+    assert 0 <= first.seed <= 2**32 - 1
+    again = run(generate_service, tmp_path, "b", prompt="calm piano", seed=first.seed)
+    assert digest(first) == digest(again)
+
+
+def test_prompt_whitespace_is_normalised(generate_service: GenerateService, tmp_path: Path) -> None:
+    a = run(generate_service, tmp_path, "a", prompt="calm   piano\n", seed=4)
+    b = run(generate_service, tmp_path, "b", prompt="calm piano", seed=4)
+    assert digest(a) == digest(b)
+
+
+# ----------------------------------------------------------------------------------------------------
+# melody
+
+
+def test_melody_conditioning_on_melody_model(generate_service: GenerateService, tmp_path: Path,
+                                             tune_wav: Path) -> None:
+    text_only = run(generate_service, tmp_path, "text", prompt="calm piano", seed=2)
+    melody = run(generate_service, tmp_path, "melody", prompt="calm piano", input_audio=tune_wav, seed=2)
+    assert (melody.model, melody.channels) == ("melody", 1)
+    assert read_audio(melody.path).num_frames == 3 * SR
+    # The chroma condition changes the music.
+    assert digest(melody) != digest(text_only)
+
+
+def test_melody_without_prompt(generate_service: GenerateService, tmp_path: Path, tune_wav: Path) -> None:
+    result = run(generate_service, tmp_path, "a", input_audio=tune_wav, seed=2)
+    assert read_audio(result.path).num_frames == 3 * SR
+
+
+def test_melody_on_text_only_model_is_refused(generate_service: GenerateService, tmp_path: Path,
+                                              tune_wav: Path) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=tune_wav, model_version="small")
+    assert info.value.field == "input_audio"
+    assert "text-only" in str(info.value)
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# continuation
+
+
+def expected_prompt(path: Path, start: float, end: float) -> np.ndarray:
+    audio = read_audio(path)
+    segment = audio.wav[:, round(start * audio.sample_rate): round(end * audio.sample_rate)]
+    return resample(segment.mean(dim=0, keepdim=True), audio.sample_rate, SR)[0].numpy()
+
+
+def test_continuation_starts_with_the_trimmed_prompt(generate_service: GenerateService, tmp_path: Path,
+                                                     chirp_wav: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=chirp_wav, continuation=True,
+                 continuation_start=1, continuation_end=3, duration=5, normalization_strategy="clip", seed=3)
+    out = read_audio(result.path).wav[0].numpy()
+    assert out.size == 5 * SR
+    head = int(1.9 * SR)
+    prompt = expected_prompt(chirp_wav, 1.0, 3.0)
+    assert correlation(out[:head], prompt[:head]) > 0.99
+    assert np.abs(out[:head] - prompt[:head]).max() < 0.01  # quiet input: "clip" left it as it was
+    # The check is sensitive to which part of the file was kept: the file's first 2 s do not match.
+    assert abs(correlation(out[:head], expected_prompt(chirp_wav, 0.0, 2.0)[:head])) < 0.5
+    # After the prompt comes generated audio, not more of the input.
+    assert np.abs(out[2 * SR + 2 * FRAME:]).max() > 0.1
+
+
+def test_continuation_end_of_file(generate_service: GenerateService, tmp_path: Path, chirp_wav: Path) -> None:
+    common = dict(prompt="calm piano", input_audio=chirp_wav, continuation=True, continuation_start=1,
+                  duration=5, normalization_strategy="clip", seed=3)
+    explicit = run(generate_service, tmp_path, "explicit", continuation_end=3, **common)
+    minus_one = run(generate_service, tmp_path, "minus_one", continuation_end=-1, **common)
+    none = run(generate_service, tmp_path, "none", continuation_end=None, **common)
+    assert digest(minus_one) == digest(explicit) == digest(none)
+
+
+def test_continuation_of_whole_file(generate_service: GenerateService, tmp_path: Path, chirp_wav: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=chirp_wav, continuation=True,
+                 duration=5, normalization_strategy="clip", seed=3)
+    out = read_audio(result.path).wav[0].numpy()
+    head = int(2.9 * SR)
+    assert correlation(out[:head], expected_prompt(chirp_wav, 0.0, 3.0)[:head]) > 0.99
+
+
+@pytest.mark.parametrize(("start", "end", "field"), [
+    (5, None, "continuation_start"),  # past the end of the 3 s file
+    (3, -1, "continuation_start"),  # exactly at the end
+    (2, 1, "continuation_end"),  # end before start
+    (2, 2, "continuation_end"),
+    (1, 10, "continuation_end"),  # end past the file
+    (-1, None, "continuation_start"),
+])
+def test_continuation_bounds_are_checked(generate_service: GenerateService, tmp_path: Path, chirp_wav: Path,
+                                         start: int, end: int | None, field: str) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=chirp_wav, continuation=True,
+            continuation_start=start, continuation_end=end, duration=8)
+    assert info.value.field == field
+
+
+def test_continuation_prompt_must_be_shorter_than_duration(generate_service: GenerateService, tmp_path: Path,
+                                                           chirp_wav: Path) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=chirp_wav, continuation=True,
+            duration=2)
+    assert info.value.field == "duration"
+
+
+# ----------------------------------------------------------------------------------------------------
+# long form, MBD, stereo
+
+
+def test_duration_35_seconds(generate_service: GenerateService, tmp_path: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", duration=35, seed=5, top_k=1,
+                 temperature=0.0)
+    audio = read_audio(result.path)
+    assert abs(audio.num_frames - 35 * SR) <= FRAME
+    assert result.seconds == pytest.approx(35.0, abs=1 / 50)
+    # The second window produced audio too (not silence or a copy of the start).
+    tail = audio.wav[0, 31 * SR:].numpy()
+    assert np.abs(tail).max() > 0.1
+
+
+@pytest.mark.parametrize(("version", "channels"), [("default", 1), ("stereo-melody", 2)])
+def test_multi_band_diffusion(generate_service: GenerateService, tmp_path: Path, version: str,
+                              channels: int) -> None:
+    mbd = run(generate_service, tmp_path, "mbd", prompt="calm piano", seed=6, model_version=version,
+              multi_band_diffusion=True, normalization_strategy="peak")
+    encodec = run(generate_service, tmp_path, "encodec", prompt="calm piano", seed=6, model_version=version,
+                  normalization_strategy="peak")
+    assert mbd.channels == channels
+    audio = read_audio(mbd.path)
+    assert audio.channels == channels
+    assert audio.num_frames == 3 * SR
+    assert torch.isfinite(audio.wav).all()
+    assert float(audio.wav.abs().max()) == pytest.approx(1.0, abs=1e-3)
+    assert digest(mbd) != digest(encodec)
+
+
+def test_stereo_model(generate_service: GenerateService, tmp_path: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", seed=6, model_version="stereo-melody")
+    assert (result.model, result.channels) == ("stereo-melody", 2)
+    wav = read_audio(result.path).wav
+    assert wav.shape == (2, 3 * SR)
+    assert not torch.equal(wav[0], wav[1])
+
+
+# ----------------------------------------------------------------------------------------------------
+# normalisation
+
+
+@pytest.fixture()
+def written(monkeypatch: pytest.MonkeyPatch) -> list[torch.Tensor]:
+    """The float audio handed to write_audio (before 16-bit quantisation hides any overs)."""
+    seen: list[torch.Tensor] = []
+    original = generate_module.write_audio
+
+    def spy(path: Any, wav: Any, *args: Any, **kwargs: Any) -> Path:
+        seen.append(wav.detach().clone())
+        return original(path, wav, *args, **kwargs)
+
+    monkeypatch.setattr(generate_module, "write_audio", spy)
+    return seen
+
+
+@pytest.mark.parametrize("strategy", ["loudness", "clip", "peak", "rms"])
+def test_normalization_strategies(generate_service: GenerateService, tmp_path: Path,
+                                  written: list[torch.Tensor], strategy: str) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", seed=7, normalization_strategy=strategy)
+    assert len(written) == 1
+    assert float(written[0].abs().max()) <= 1.0
+    audio = read_audio(result.path)
+    peak = float(audio.wav.abs().max())
+    assert peak <= 1.0
+    if strategy == "loudness":
+        assert integrated_loudness(audio.wav, SR) == pytest.approx(LOUDNESS_TARGET_LUFS, abs=0.5)
+        assert peak <= 10 ** (-1 / 20) + 1e-3  # the limiter's -1 dBFS ceiling
+    elif strategy == "peak":
+        assert peak == pytest.approx(1.0, abs=1e-3)
+    elif strategy == "rms":
+        rms_db = 20 * np.log10(float(audio.wav.double().mean(dim=0).pow(2).mean().sqrt()))
+        assert rms_db == pytest.approx(-18.0, abs=0.5)
+    else:  # the tiny model's raw output is hot: clip really clamps it at full scale
+        assert peak == pytest.approx(1.0, abs=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------------
+# output formats
+
+
+@pytest.mark.parametrize(("fmt", "tolerance_s"), [("flac", 0.0), ("mp3", 0.1)])
+def test_output_formats_decode(generate_service: GenerateService, tmp_path: Path, fmt: str,
+                               tolerance_s: float) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm piano", seed=8, output_format=fmt)
+    assert result.path.suffix == f".{fmt}"
+    audio = read_audio(result.path)
+    assert audio.sample_rate == SR
+    assert abs(audio.duration - 3.0) <= tolerance_s + 1e-9
+    assert float(audio.wav.abs().max()) > 0.1
+
+
+def test_flac_matches_wav_samples(generate_service: GenerateService, tmp_path: Path) -> None:
+    wav = run(generate_service, tmp_path, "wav", prompt="calm piano", seed=8, output_format="wav")
+    flac = run(generate_service, tmp_path, "flac", prompt="calm piano", seed=8, output_format="flac")
+    assert torch.equal(read_audio(wav.path).wav, read_audio(flac.path).wav)
+
+
+# ----------------------------------------------------------------------------------------------------
+# replicate_weights
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients that hang up early (size cap, timeouts) are part of these tests
+
+
+@dataclass
+class WeightsServer:
+    files: dict[str, Path] = field(default_factory=dict)
+    base: str = ""
+
+    def serve(self, path: Path) -> str:
+        name = f"/{len(self.files)}/{path.name}"
+        self.files[name] = path
+        return self.base + name
+
+
+@pytest.fixture(scope="module")
+def weights_server() -> Iterator[WeightsServer]:
+    state = WeightsServer()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            path = state.files.get(self.path)
+            if path is None:
+                self.send_error(404)
+                return
+            data = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = QuietServer(("127.0.0.1", 0), Handler)
+    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def finetune(tiny_weights: Path, name: str) -> Path:
+    return tiny_weights / "finetunes" / f"{name}.th"
+
+
+def test_replicate_weights_served_then_default_again(generate_service: GenerateService, tmp_path: Path,
+                                                     tiny_weights: Path, weights_server: WeightsServer) -> None:
+    default = run(generate_service, tmp_path, "default", prompt="calm piano", seed=9)
+    source = finetune(tiny_weights, "melody-b")
+    tuned = run(generate_service, tmp_path, "tuned", prompt="calm piano", seed=9,
+                replicate_weights=weights_server.serve(source))
+    sha = hashlib.sha256(source.read_bytes()).hexdigest()
+    assert tuned.model == f"fine-tune {sha[:12]}"
+    assert default.model == "melody"
+    assert digest(tuned) != digest(default)
+    for blank in ("", "   "):
+        back = run(generate_service, tmp_path, f"back{len(blank)}", prompt="calm piano", seed=9,
+                   replicate_weights=blank)
+        assert back.model == "melody"
+        assert digest(back) == digest(default)
+    back = run(generate_service, tmp_path, "back_none", prompt="calm piano", seed=9, replicate_weights=None)
+    assert digest(back) == digest(default)
+
+
+def test_two_finetunes_one_after_the_other(generate_service: GenerateService, tmp_path: Path,
+                                           tiny_weights: Path, weights_server: WeightsServer) -> None:
+    url_a = weights_server.serve(finetune(tiny_weights, "melody-a"))
+    url_b = weights_server.serve(finetune(tiny_weights, "melody-b"))
+    a = run(generate_service, tmp_path, "a", prompt="calm piano", seed=10, replicate_weights=url_a)
+    b = run(generate_service, tmp_path, "b", prompt="calm piano", seed=10, replicate_weights=url_b)
+    assert a.model != b.model
+    assert digest(a) != digest(b)
+    # Back to the first: the same content gives the same output (keyed by content, nothing left over from b).
+    a_again = run(generate_service, tmp_path, "a_again", prompt="calm piano", seed=10, replicate_weights=url_a)
+    assert digest(a_again) == digest(a)
+
+
+class Touch:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_malicious_replicate_weights_is_refused(generate_service: GenerateService, tmp_path: Path,
+                                                weights_server: WeightsServer) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.th"
+    torch.save({"xp.cfg": "{}", "model": Touch(marker)}, evil)
+    with pytest.raises(MusicgenRemixError, match="refused to load"):
+        run(generate_service, tmp_path, "a", prompt="calm piano", seed=1,
+            replicate_weights=weights_server.serve(evil))
+    assert not marker.exists()
+    # The service still serves its default model afterwards.
+    assert run(generate_service, tmp_path, "b", prompt="calm piano", seed=1).model == "melody"
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/tmp/weights.th", "ftp://127.0.0.1/w.th"])
+def test_replicate_weights_must_be_http(generate_service: GenerateService, tmp_path: Path, url: str) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", replicate_weights=url)
+    assert info.value.field == "replicate_weights"
+
+
+# ----------------------------------------------------------------------------------------------------
+# input checks
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": "calm piano", "continuation": True}, "input_audio"),
+    ({"prompt": "calm piano", "duration": 0}, "duration"),
+    ({"prompt": "calm piano", "duration": 301}, "duration"),
+    ({"prompt": "x" * 10_000}, "prompt"),
+    ({"prompt": "calm\x00piano"}, "prompt"),
+    ({"prompt": "calm\x1bpiano"}, "prompt"),
+    ({"prompt": "calm piano", "normalization_strategy": "loud"}, "normalization_strategy"),
+    ({"prompt": "calm piano", "output_format": "ogg"}, "output_format"),
+    ({"prompt": "calm piano", "model_version": "huge"}, "model_version"),
+    ({"prompt": "calm piano", "top_k": 1000}, "top_k"),
+    ({"prompt": "calm piano", "top_p": 1.5}, "top_p"),
+    ({"prompt": "calm piano", "temperature": -1.0}, "temperature"),
+    ({"prompt": "calm piano", "classifier_free_guidance": 31}, "classifier_free_guidance"),
+    ({"prompt": "calm piano", "seed": 2**32}, "seed"),
+])
+def test_bad_inputs_name_the_field(generate_service: GenerateService, tmp_path: Path, kwargs: dict[str, Any],
+                                   field: str) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", **kwargs)
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}=")
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_missing_input_audio_file(generate_service: GenerateService, tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=tmp_path / "nope.wav")
+    assert info.value.field == "input_audio"
+
+
+def test_prompt_with_tab_and_newline_is_accepted(generate_service: GenerateService, tmp_path: Path) -> None:
+    result = run(generate_service, tmp_path, "a", prompt="calm\tpiano\nmelody", seed=1)
+    assert result.seconds == pytest.approx(3.0)

@@ -1,0 +1,149 @@
+"""The Cog configs and requirement files agree with each other and with the environment the tests run.
+
+Nothing here builds an image (no Docker on these machines): the checks are on the files themselves.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COG_CONFIGS = {"cog.yaml": "RemixPredictor", "cog.generate.yaml": "GeneratePredictor"}
+CUDA_TORCH = {"torch": "2.11.0", "torchaudio": "2.11.0"}
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    """``{canonical name: version}`` of the ``name==version`` lines of a requirements file."""
+    pins: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        match = _PIN.match(line)
+        assert match, f"{path.name}: not an exact pin: {raw!r}"
+        name = canonical(match.group(1))
+        assert name not in pins, f"{path.name}: {name} is pinned twice"
+        pins[name] = match.group(2)
+    return pins
+
+
+def load_config(name: str) -> dict:
+    with (REPO / name).open(encoding="utf-8") as handle:
+        config = yaml.safe_load(handle)
+    assert isinstance(config, dict), f"{name} is not a mapping"
+    return config
+
+
+def run_commands(config: dict) -> list[str]:
+    """``build.run`` as strings (an item is a command string or a ``{command: ..., mounts: ...}`` map)."""
+    return [item["command"] if isinstance(item, dict) else item for item in config["build"].get("run") or []]
+
+
+def pip_installs(command: str) -> tuple[bool, dict[str, str]]:
+    """``(--no-deps given, {package: version})`` of a ``pip install`` command line."""
+    words = shlex.split(command)
+    assert "install" in words, f"not a pip install: {command!r}"
+    packages: dict[str, str] = {}
+    for word in words[words.index("install") + 1:]:
+        if word.startswith("-"):
+            continue
+        match = _PIN.match(word)
+        assert match, f"unpinned package in build.run: {word!r} (in {command!r})"
+        packages[canonical(match.group(1))] = match.group(2)
+    return "--no-deps" in words, packages
+
+
+def predictor_classes() -> set[str]:
+    tree = ast.parse((REPO / "predict.py").read_text(encoding="utf-8"))
+    return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def test_cuda_requirements_contain_every_base_pin() -> None:
+    base = read_pins(REPO / "requirements" / "base.txt")
+    cuda = read_pins(REPO / "requirements" / "cuda.txt")
+    missing = {name: version for name, version in base.items() if cuda.get(name) != version}
+    assert not missing, f"requirements/cuda.txt lacks these base.txt pins (or pins another version): {missing}"
+    extra = set(cuda) - set(base) - set(CUDA_TORCH)
+    assert not extra, f"requirements/cuda.txt pins packages that base.txt does not: {sorted(extra)}"
+
+
+def test_cuda_requirements_pin_the_cuda_torch() -> None:
+    cuda = read_pins(REPO / "requirements" / "cuda.txt")
+    assert {name: cuda.get(name) for name in CUDA_TORCH} == CUDA_TORCH
+
+
+def test_cuda_index_matches_the_image_cuda() -> None:
+    """The torch wheel index named in cuda.txt is the CUDA version the image is built for."""
+    text = (REPO / "requirements" / "cuda.txt").read_text(encoding="utf-8")
+    indexes = re.findall(r"^--(?:extra-)?index-url\s+https://download\.pytorch\.org/whl/cu(\d+)\s*$", text, re.M)
+    cuda = str(load_config("cog.yaml")["build"]["cuda"])
+    assert indexes == [cuda.replace(".", "")], (indexes, cuda)
+
+
+def test_nodeps_packages_are_never_resolved_with_dependencies() -> None:
+    nodeps = read_pins(REPO / "requirements" / "nodeps.txt")
+    for name in ("base.txt", "cuda.txt"):
+        resolved = read_pins(REPO / "requirements" / name)
+        assert not set(nodeps) & set(resolved), f"requirements/{name} would resolve {set(nodeps) & set(resolved)}"
+
+
+def test_cog_configs_share_one_build() -> None:
+    remix, generate = (load_config(name) for name in COG_CONFIGS)
+    assert remix["build"] == generate["build"]
+    assert {k: v for k, v in remix.items() if k != "predict"} == {
+        k: v for k, v in generate.items() if k != "predict"}
+
+
+def test_build_is_the_cuda_image() -> None:
+    build = load_config("cog.yaml")["build"]
+    assert build["gpu"] is True
+    assert str(build["python_version"]) == "3.11"
+    assert str(build["cuda"]) in ("12.6", "12.8")  # torch 2.11's CUDA 12 builds
+    assert build["python_requirements"] == "requirements/cuda.txt"
+    assert "python_packages" not in build  # Cog accepts one of python_packages / python_requirements
+    assert {"ffmpeg", "libsndfile1", "rubberband-cli"} <= set(build["system_packages"])
+
+
+def test_build_run_installs_exactly_the_nodeps_pins_without_deps() -> None:
+    nodeps = read_pins(REPO / "requirements" / "nodeps.txt")
+    without_deps: dict[str, str] = {}
+    for command in run_commands(load_config("cog.yaml")):
+        if "pip install" not in command:
+            continue
+        no_deps, packages = pip_installs(command)
+        if no_deps:
+            without_deps.update(packages)
+        else:
+            assert not set(packages) & set(nodeps), f"installed with dependencies: {command!r}"
+    assert without_deps == nodeps
+
+
+def test_sdk_version_is_the_installed_cog() -> None:
+    installed = importlib.metadata.version("cog")
+    for name in COG_CONFIGS:
+        assert str(load_config(name)["build"]["sdk_version"]) == installed, name
+    assert read_pins(REPO / "requirements" / "base.txt")["cog"] == installed
+
+
+@pytest.mark.parametrize(("config_name", "class_name"), COG_CONFIGS.items())
+def test_predict_entries_name_classes_in_predict_py(config_name: str, class_name: str) -> None:
+    ref = load_config(config_name)["predict"]
+    assert ref == f"predict.py:{class_name}", ref
+    module, _, cls = ref.partition(":")
+    assert (REPO / module).is_file()
+    if cls not in predictor_classes():
+        if cls == "RemixPredictor":
+            pytest.skip("predict.py does not define RemixPredictor yet (the remix entrypoint is a separate issue)")
+        pytest.fail(f"{config_name}: predict.py has no class {cls}")
