@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COG_CONFIGS = {"cog.yaml": "RemixPredictor", "cog.generate.yaml": "GeneratePredictor"}
+COG_CONFIGS = {"cog.yaml": "RemixPredictor", "cog.generate.yaml": "GeneratePredictor",
+               "cog.remix-detailed.yaml": "RemixDetailedPredictor"}
 CUDA_TORCH = {"torch": "2.11.0", "torchaudio": "2.11.0"}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
 
@@ -100,10 +101,11 @@ def test_nodeps_packages_are_never_resolved_with_dependencies() -> None:
 
 
 def test_cog_configs_share_one_build() -> None:
-    remix, generate = (load_config(name) for name in COG_CONFIGS)
-    assert remix["build"] == generate["build"]
-    assert {k: v for k, v in remix.items() if k != "predict"} == {
-        k: v for k, v in generate.items() if k != "predict"}
+    first, *others = (load_config(name) for name in COG_CONFIGS)
+    for other in others:
+        assert other["build"] == first["build"]
+        assert {k: v for k, v in other.items() if k != "predict"} == {
+            k: v for k, v in first.items() if k != "predict"}
 
 
 def test_build_is_the_cuda_image() -> None:
