@@ -7,11 +7,12 @@ the CLI, the server and the library cannot drift apart.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from musicgen_remix.errors import MusicgenRemixError
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_generate(sub.add_parser("generate", help="text/melody-conditioned generation or continuation"))
+    _add_remix(sub.add_parser("remix", help="re-arrange a song over its own chords, keeping its vocals"))
+    _add_analyze(sub.add_parser("analyze", help="tempo, beats, downbeats and chords of a song"))
+    _add_sync(sub.add_parser("sync", help="time-stretch AUDIO so its downbeats land on REF's"))
     _add_weights(sub.add_parser("weights", help="list, fetch or write (tiny) weights"))
     return parser
 
@@ -82,10 +86,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from musicgen_remix.generate import GenerateRequest
     from musicgen_remix.service import GenerateService
 
-    fmt = args.output_format
-    suffix = args.output.suffix.lstrip(".").lower()
-    if suffix in ("wav", "mp3", "flac") and fmt == "wav":
-        fmt = suffix
+    fmt = _format_for(args.output, args.output_format)
     request = GenerateRequest(
         prompt=args.prompt, input_audio=args.input_audio, duration=args.duration, continuation=args.continuation,
         continuation_start=args.continuation_start, continuation_end=args.continuation_end,
@@ -94,15 +95,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         classifier_free_guidance=args.classifier_free_guidance, output_format=fmt, seed=args.seed,
         model_version=args.model_version, replicate_weights=args.replicate_weights)
     service = GenerateService(args.weights)
-    work = Path(tempfile.mkdtemp(prefix="musicgen-remix-"))
-    try:
-        with _Bar() as bar:
-            result = service.predict(request, work, Progress(report=bar))
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        target = args.output if args.output.suffix.lstrip(".").lower() == fmt else args.output.with_suffix(f".{fmt}")
-        shutil.move(str(result.path), target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with _workdir() as work, _Bar() as bar:
+        result = service.predict(request, work, Progress(report=bar))
+        target = _deliver(result.path, args.output, fmt)
     logger.info("%s: %.2f s, %d ch, %d Hz, model %s, seed %d", target, result.seconds, result.channels,
                 result.sample_rate, result.model, result.seed)
     return 0
@@ -127,6 +122,146 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         for bar in self._bars.values():
             bar.close()  # type: ignore[attr-defined]
+
+
+# -- remix ------------------------------------------------------------------------------------------
+def _add_remix(p: argparse.ArgumentParser) -> None:
+    from musicgen_remix.remix.request import CHORD_VERSIONS, remix_defaults
+
+    d = remix_defaults()
+    p.add_argument("--music-input", type=Path, required=True, help="the song to remix")
+    p.add_argument("--prompt", required=True, help="the new style, e.g. 'bossa nova, nylon guitar'")
+    p.add_argument("--multi-band-diffusion", action=argparse.BooleanOptionalAction,
+                   default=d["multi_band_diffusion"], help="decode with MultiBand Diffusion")
+    p.add_argument("--normalization-strategy", choices=["loudness", "clip", "peak", "rms"],
+                   default=d["normalization_strategy"], help="default %(default)s")
+    p.add_argument("--beat-sync-threshold", type=float, default=d["beat_sync_threshold"],
+                   help="seconds; -1: 1.1 beats of the song (default %(default)s)")
+    p.add_argument("--chroma-coefficient", type=float, default=d["chroma_coefficient"],
+                   help="0.5-2 (default %(default)s)")
+    p.add_argument("--top-k", type=int, default=d["top_k"], help="default %(default)s")
+    p.add_argument("--top-p", type=float, default=d["top_p"], help="default %(default)s (0: use top-k)")
+    p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
+    p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
+                   help="default %(default)s")
+    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=d["output_format"],
+                   help="default %(default)s (or taken from -o's suffix)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
+    p.add_argument("--model-version", choices=CHORD_VERSIONS, default=d["model_version"], help="default %(default)s")
+    p.add_argument("--large-chord-voca", action=argparse.BooleanOptionalAction, default=d["large_chord_voca"],
+                   help="large chord vocabulary (default); --no-large-chord-voca: 24 major/minor triads")
+    p.add_argument("--chords", default=d["chords"], help="progression replacing the detected chords, one per bar")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the mix")
+    p.add_argument("--instrumental", type=Path, help="also write the beat-synced instrumental here")
+    p.add_argument("--vocals", type=Path, help="also write the vocal stem here")
+    p.add_argument("--analysis", type=Path, help="also write the analysis JSON here")
+    p.add_argument("--plot", type=Path, help="also write the plot (PNG) here")
+    p.set_defaults(func=_run_remix)
+
+
+def _run_remix(args: argparse.Namespace) -> int:
+    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.remix.request import RemixRequest
+    from musicgen_remix.service import RemixService
+
+    fmt = _format_for(args.output, args.output_format)
+    request = RemixRequest(
+        prompt=args.prompt, music_input=args.music_input, multi_band_diffusion=args.multi_band_diffusion,
+        normalization_strategy=args.normalization_strategy, beat_sync_threshold=args.beat_sync_threshold,
+        chroma_coefficient=args.chroma_coefficient, top_k=args.top_k, top_p=args.top_p,
+        temperature=args.temperature, classifier_free_guidance=args.classifier_free_guidance, output_format=fmt,
+        seed=args.seed, model_version=args.model_version, large_chord_voca=args.large_chord_voca,
+        chords=args.chords)
+    extras = any(x is not None for x in (args.instrumental, args.vocals, args.analysis, args.plot))
+    service = RemixService(default_version=args.model_version)
+    with _workdir() as work, _Bar() as bar:
+        result = service.predict(request, work, Progress(report=bar), extras=extras)
+        target = _deliver(result.mix, args.output, fmt)
+        for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals),
+                           (result.analysis_json, args.analysis), (result.plot, args.plot)):
+            if dest is not None and path is not None:
+                _deliver(path, dest, None)
+    bpm = "unknown" if result.analysis.bpm is None else f"{result.analysis.bpm:.1f}"
+    logger.info("%s: bpm %s, %d downbeats, %d matched by beat sync%s, seed %d", target, bpm,
+                len(result.analysis.downbeats), len(result.sync.matched),
+                f" (skipped: {result.sync.skipped_reason})" if result.sync.skipped else "", result.seed)
+    return 0
+
+
+# -- analyze ------------------------------------------------------------------------------------------
+def _add_analyze(p: argparse.ArgumentParser) -> None:
+    p.add_argument("audio", type=Path, help="audio file")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-large-chord-voca", dest="large_chord_voca", action="store_false",
+                   help="only the 24 major/minor triads")
+    p.set_defaults(func=_run_analyze)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from musicgen_remix.analysis.summary import analyze, format_summary
+    from musicgen_remix.audio import read_audio
+
+    audio = read_audio(args.audio, field="audio")
+    result = analyze(audio, large_vocabulary=args.large_chord_voca)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+    else:
+        sys.stdout.write(format_summary(result) + "\n")
+    return 0
+
+
+# -- sync ---------------------------------------------------------------------------------------------
+def _add_sync(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reference", type=Path, required=True, help="audio whose downbeats are the target")
+    p.add_argument("--audio", type=Path, required=True, help="audio to time-stretch")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac or mp3)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="largest downbeat distance to pair, seconds (default: 1.1 beats of the reference)")
+    p.set_defaults(func=_run_sync)
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from musicgen_remix.analysis.beats import track_beats
+    from musicgen_remix.audio import read_audio, write_audio
+    from musicgen_remix.remix.beatsync import resolve_threshold, sync_to_reference
+
+    reference = read_audio(args.reference, field="reference")
+    audio = read_audio(args.audio, field="audio")
+    ref_beats, beats = track_beats(reference), track_beats(audio)
+    threshold = resolve_threshold(args.threshold, ref_beats.bpm)
+    synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
+                                     target_duration=reference.duration)
+    fmt = _format_for(args.output, "wav")
+    path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)  # type: ignore[arg-type]
+    if plan.skipped:
+        logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
+    else:
+        logger.info("%s: %d downbeats aligned to %s", path, len(plan.matched), args.reference)
+    return 0
+
+
+def _format_for(output: Path, requested: str) -> str:
+    """The output format: -o's suffix when it names one, else the requested format."""
+    suffix = output.suffix.lstrip(".").lower()
+    return suffix if suffix in ("wav", "mp3", "flac") else requested
+
+
+def _deliver(path: Path, dest: Path, fmt: str | None) -> Path:
+    target = dest if fmt is None or dest.suffix.lstrip(".").lower() == fmt else dest.with_suffix(f".{fmt}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), target)
+    return target
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[Path]:
+    work = Path(tempfile.mkdtemp(prefix="musicgen-remix-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- weights ------------------------------------------------------------------------------------------

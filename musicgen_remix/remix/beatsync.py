@@ -2,7 +2,9 @@
 
 Works on plain arrays of downbeat times (seconds), so it does not depend on how they were found.
 :func:`plan_sync` pairs each generated downbeat with the nearest song ("reference") downbeat, one to one and
-in time order, and turns the pairs within the threshold into a time map; :func:`sync_to_reference` stretches
+in time order, and turns the pairs within the threshold into a time map (following a tempo difference
+between the two, so that a slightly faster or slower instrumental is aligned bar after bar, not only at its
+start); :func:`sync_to_reference` stretches
 the audio along that map (:mod:`musicgen_remix.remix.stretch`) and returns exactly the target length.
 
 Unlike the seed (sakemin/musicgen-remixer), which raised IndexError when no downbeat matched, every case
@@ -38,6 +40,9 @@ AUTO_THRESHOLD_BEATS = 1.1
 # 0.3 s -> 0.8 s, 91 ms after 0.1 s -> 0.4 s; see remix.stretch) and WSOLA audibly repeats grains. The
 # first pair meets this most often, its region being (0, 0) to a downbeat a fraction of a second in.
 MAX_STRETCH = 1.5
+# Pairs whose tempo ratio predicts where the next generated downbeat lands (see _match): a few bars, so a
+# slowly changing tempo is followed and one misplaced downbeat does not tilt the whole estimate.
+TEMPO_WINDOW_PAIRS = 4
 # The values of beat_sync_threshold that ask for the automatic threshold (the seed used -1 or None).
 _AUTO = -1.0
 
@@ -104,6 +109,7 @@ def plan_sync(
     duration_generated: float,
     duration_target: float,
     max_stretch: float = MAX_STRETCH,
+    follow_tempo: bool = True,
 ) -> SyncPlan:
     """Pair generated downbeats with reference downbeats and build the time map.
 
@@ -123,6 +129,9 @@ def plan_sync(
         duration_generated: length of the audio to stretch, in seconds.
         duration_target: length of the result, in seconds.
         max_stretch: largest stretch ratio (and inverse squeeze ratio) of any region between anchors.
+        follow_tempo: measure each gap from where the generated downbeat is expected to land given the pairs
+            before it (see :func:`_match`), so a tempo difference does not lose every bar after the first few.
+            False gives the seed's rule: the raw gap against the threshold.
 
     Raises:
         InputError: non-finite downbeats, a threshold or a duration that is not a positive number, a
@@ -144,7 +153,7 @@ def plan_sync(
     elif reference.size == 0:
         reason = "no downbeats were found in the song"
     else:
-        matched = _match(generated, reference, threshold, duration_generated, duration_target)
+        matched = _match(generated, reference, threshold, duration_generated, duration_target, follow_tempo)
         if not matched.size:
             reason = f"no generated downbeat is within {threshold:.3f} s of a song downbeat"
         else:
@@ -170,13 +179,57 @@ def _downbeats(values: np.ndarray, field: str) -> np.ndarray:
 
 
 def _match(
-    generated: np.ndarray, reference: np.ndarray, threshold: float, end_generated: float, end_target: float
+    generated: np.ndarray,
+    reference: np.ndarray,
+    threshold: float,
+    end_generated: float,
+    end_target: float,
+    follow_tempo: bool = True,
 ) -> np.ndarray:
-    """Monotonic one-to-one (generated s, reference s) pairs, closest first; ``[M, 2]``."""
+    """Monotonic one-to-one (generated s, reference s) pairs; ``[M, 2]``.
+
+    Without ``follow_tempo``: the seed's rule, raw gaps against the threshold, closest pairs first. With it:
+    when two instrumentals differ in tempo, bars drift apart a little more each bar and a fixed threshold
+    loses every bar after the first few (or pairs a bar with the next one). So the generated downbeats are
+    walked in time order, each compared with where it is expected to land: its own time until a first pair
+    is found, then the last pair plus the local tempo ratio of the pairs so far.
+    """
     # Strictly inside both timelines, so the pairs fit between the (0, 0) and end anchors.
     source = generated[(generated > 0) & (generated < end_generated)]
     target = reference[(reference > 0) & (reference < end_target)]
-    distance = np.abs(source[:, None] - target[None, :])
+    if not follow_tempo:
+        return _match_once(source, target, source, threshold)
+    pairs: list[tuple[float, float]] = []
+    for index, s in enumerate(source):
+        expected = _expected(pairs, float(s))
+        free = target[target > pairs[-1][1]] if pairs else target
+        if free.size == 0:
+            break
+        nearest = float(free[np.argmin(np.abs(free - expected))])
+        gap = abs(nearest - expected)
+        # A spurious downbeat just before a real one: leave the song's downbeat to the closer next one.
+        if index + 1 < len(source) and abs(nearest - _expected(pairs, float(source[index + 1]))) < gap:
+            continue
+        if gap <= threshold:
+            pairs.append((float(s), nearest))
+    return np.array(pairs, dtype=np.float64).reshape(-1, 2)
+
+
+def _expected(pairs: list[tuple[float, float]], source: float) -> float:
+    """Where ``source`` should land given the pairs before it: last pair + local tempo ratio."""
+    if not pairs:
+        return source
+    last_s, last_t = pairs[-1]
+    slope = 1.0
+    recent = np.array(pairs[-TEMPO_WINDOW_PAIRS:])
+    if len(recent) >= 2:
+        slope = float(np.clip(np.polyfit(recent[:, 0], recent[:, 1], 1)[0], 1 / MAX_STRETCH, MAX_STRETCH))
+    return last_t + slope * (source - last_s)
+
+
+def _match_once(source: np.ndarray, target: np.ndarray, expected: np.ndarray, threshold: float) -> np.ndarray:
+    """One pass of closest-first monotonic pairing, gaps measured from ``expected`` (aligned with source)."""
+    distance = np.abs(expected[:, None] - target[None, :])
     rows, cols = np.nonzero(distance <= threshold)
     # Closest first; ties broken by time so the result does not depend on the order of equal distances.
     order = np.lexsort((cols, rows, distance[rows, cols]))
@@ -219,6 +272,7 @@ def sync_to_reference(
     threshold: float,
     target_duration: float,
     engine: Engine = DEFAULT_ENGINE,
+    follow_tempo: bool = True,
 ) -> tuple[Audio, SyncPlan]:
     """Stretch ``audio`` so its downbeats land on the reference downbeats; exactly ``target_duration`` long.
 
@@ -241,6 +295,7 @@ def sync_to_reference(
         threshold=threshold,
         duration_generated=audio.duration,
         duration_target=target_duration,
+        follow_tempo=follow_tempo,
     )
     length = round(target_duration * audio.sample_rate)
     wav = audio.wav.detach().cpu().numpy().astype(np.float32, copy=False)

@@ -63,11 +63,22 @@ def test_equal_grids_with_offset_match_every_downbeat():
     np.testing.assert_allclose(result.anchors[-1], [16.0, 16.0])
 
 
-def test_tempo_ratio_matches_until_the_drift_passes_the_threshold():
-    # Reference 10 % slower: offsets grow 0.2 s per bar, so bars 0-3 (0 .. 0.6 s) are within 0.75 s.
+def test_tempo_ratio_is_followed_bar_after_bar():
+    # Reference 10 % slower: raw offsets grow 0.2 s per bar, past the 0.75 s threshold from bar 4 on; the
+    # pairs found first predict where the later bars land, so every bar is matched.
     generated = grid(0.5, 2.0, 8)
     reference = grid(0.5, 2.2, 8)
     result = plan(generated, reference, duration_generated=16.0, duration_target=17.6)
+    np.testing.assert_allclose(result.matched, np.column_stack([generated, reference]))
+    np.testing.assert_allclose(result.offsets, 0.2 * np.arange(8), atol=1e-12)
+    assert result.unmatched.size == 0
+
+
+def test_tempo_ratio_without_following_matches_until_the_drift_passes_the_threshold():
+    # The seed's rule (raw gaps): bars 0-3 (0 .. 0.6 s) are within 0.75 s, the rest keep their own time.
+    generated = grid(0.5, 2.0, 8)
+    reference = grid(0.5, 2.2, 8)
+    result = plan(generated, reference, duration_generated=16.0, duration_target=17.6, follow_tempo=False)
     np.testing.assert_allclose(result.matched, np.column_stack([generated[:4], reference[:4]]))
     np.testing.assert_allclose(result.offsets, [0.0, 0.2, 0.4, 0.6], atol=1e-12)
     np.testing.assert_allclose(result.unmatched, generated[4:])
@@ -187,7 +198,9 @@ def test_anchors_are_strictly_monotonic_for_random_inputs():
         if case % 4 == 0 and generated.size:  # duplicates and shared times
             generated = np.concatenate([generated, generated[:3], reference[:2]])
         threshold = rng.uniform(0.05, 3.0)
-        result = plan(generated, reference, threshold, duration_generated, duration_target)
+        follow_tempo = bool(case % 2)
+        result = plan(generated, reference, threshold, duration_generated, duration_target,
+                      follow_tempo=follow_tempo)
         unique = np.unique(generated)
         np.testing.assert_array_equal(np.sort(np.concatenate([result.matched[:, 0], result.unmatched])), unique)
         if result.skipped:
@@ -197,7 +210,8 @@ def test_anchors_are_strictly_monotonic_for_random_inputs():
         assert np.all(np.diff(anchors[:, 0]) > 0) and np.all(np.diff(anchors[:, 1]) > 0), case
         np.testing.assert_array_equal(anchors[0], [0.0, 0.0])
         np.testing.assert_array_equal(anchors[-1], [duration_generated, duration_target])
-        assert np.all(np.abs(result.offsets) <= threshold)
+        if not follow_tempo:  # following a tempo measures gaps from the expected position instead
+            assert np.all(np.abs(result.offsets) <= threshold)
         assert np.isin(result.matched[:, 1], reference).all()
         assert len(np.unique(result.matched[:, 1])) == len(result.matched)
         ratios = np.diff(anchors[:, 1]) / np.diff(anchors[:, 0])
@@ -369,7 +383,7 @@ E2E_MAX_S = 0.020
 @pytest.mark.slow
 @needs_beats
 @needs_rubberband
-def test_end_to_end_sync_lands_matched_downbeats_on_the_song(tmp_path):
+def test_end_to_end_sync_lands_every_downbeat_on_the_song(tmp_path):
     from music import have_fluidsynth, render_song
 
     from musicgen_remix.analysis.beats import track_beats
@@ -390,7 +404,10 @@ def test_end_to_end_sync_lands_matched_downbeats_on_the_song(tmp_path):
     assert out.num_frames == song.num_frames
     assert not result.skipped and len(result.matched) >= 2, result
 
+    # The 110 bpm take drifts a bar-sized amount against the 120 bpm song: following the tempo, every bar
+    # but the first (whose region from 0 s would stretch past MAX_STRETCH) is an anchor.
+    assert len(result.matched) >= len(song_downbeats) - 2, result
     found = track_beats(out).downbeats
-    errors = np.array([np.abs(found - target).min() for target in result.matched[:, 1]])
+    errors = np.array([np.abs(found - target).min() for target in song_downbeats if target >= result.matched[0, 1]])
     assert np.median(errors) <= E2E_MEDIAN_S, errors
     assert errors.max() <= E2E_MAX_S, errors
