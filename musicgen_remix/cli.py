@@ -175,10 +175,13 @@ def _run_remix(args: argparse.Namespace) -> int:
     extras = any(x is not None for x in (args.instrumental, args.vocals, args.analysis, args.plot))
     service = RemixService(default_version=args.model_version)
     with _workdir() as work, _Bar() as bar:
-        result = service.predict(request, work, Progress(report=bar), extras=extras)
+        # Stems are written lossless and converted on delivery: an mp3 round trip would shift them in time.
+        result = service.predict(request, work, Progress(report=bar), extras=extras, extras_format="wav")
         target = _deliver(result.mix, args.output, fmt)
-        for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals),
-                           (result.analysis_json, args.analysis), (result.plot, args.plot)):
+        for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals)):
+            if dest is not None and path is not None:
+                _deliver_audio(path, dest)
+        for path, dest in ((result.analysis_json, args.analysis), (result.plot, args.plot)):
             if dest is not None and path is not None:
                 _deliver(path, dest, None)
     bpm = "unknown" if result.analysis.bpm is None else f"{result.analysis.bpm:.1f}"
@@ -253,6 +256,17 @@ def _deliver(path: Path, dest: Path, fmt: str | None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(path), target)
     return target
+
+
+def _deliver_audio(path: Path, dest: Path) -> Path:
+    """Move ``path`` to ``dest``, re-encoding when ``dest``'s suffix names another audio format."""
+    from musicgen_remix.audio import read_audio, write_audio
+
+    fmt = _format_for(dest, path.suffix.lstrip("."))
+    if fmt == path.suffix.lstrip("."):
+        return _deliver(path, dest, None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return write_audio(dest, read_audio(path), fmt=fmt)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicgen_remix.engine.progress import Progress
-from musicgen_remix.errors import WeightsError
+from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.generate import GenerateRequest, GenerateResult, check_request, run_generate
 from musicgen_remix.models.hub import use_weights_root
-from musicgen_remix.models.remote import check_url, download_checkpoint
+from musicgen_remix.models.remote import FIELD as WEIGHTS_FIELD
+from musicgen_remix.models.remote import UrlMemo, check_url, download_checkpoint
 from musicgen_remix.models.store import Loaded, ModelStore
 from musicgen_remix.weights.manifest import WEIGHTS_ENV, weights_root
 
@@ -60,6 +61,8 @@ class GenerateService(_Service):
     def __init__(self, weights: str | Path | None = None, *, root: Path | None = None,
                  device: str | None = None) -> None:
         super().__init__(root, device)
+        # Per URL, what the server said last time: a repeated unchanged replicate_weights is not downloaded again.
+        self.weights_memo = UrlMemo()
         self.default = self._load_default(weights)
         self.store.pin(self.default)
         logger.info("ready: default model %s on %s", self.default.info.name, self.device)
@@ -72,8 +75,12 @@ class GenerateService(_Service):
     def _model_for(self, req: GenerateRequest) -> Loaded:
         if req.replicate_weights and req.replicate_weights.strip():
             url = check_url(req.replicate_weights)
-            path = download_checkpoint(url, self.root / ".cache" / "replicate_weights")
-            return self.store.finetune(path)
+            path = download_checkpoint(url, self.root / ".cache" / "replicate_weights", memo=self.weights_memo)
+            try:
+                return self.store.finetune(path)
+            except WeightsError as exc:
+                # The caller chose these weights: report it against their input, in their terms.
+                raise InputError(WEIGHTS_FIELD, url, f"a fine-tuned MusicGen checkpoint ({exc})") from None
         if req.model_version in ("default", None):
             return self.default
         return self.store.release(req.model_version)
@@ -109,10 +116,11 @@ class RemixService(_Service):
         logger.info("ready: remix with %s on %s", default_version, self.device)
 
     def predict(self, req: RemixRequest, out_dir: Path, progress: Progress | None = None, *,
-                extras: bool = False) -> RemixResult:
+                extras: bool = False, extras_format: str | None = None) -> RemixResult:
         from musicgen_remix.remix.pipeline import run_remix
         from musicgen_remix.remix.request import check_remix_request
 
         check_remix_request(req)
         loaded = self.store.chord(req.model_version)
-        return run_remix(req, loaded, self.store, self.separator, out_dir, progress, extras=extras)
+        return run_remix(req, loaded, self.store, self.separator, out_dir, progress, extras=extras,
+                         extras_format=extras_format)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from musicgen_remix.analysis.beats import Beats, track_beats
+from musicgen_remix.analysis.beats import track_beats
 from musicgen_remix.analysis.chords import Chord, parse_chord_progression, recognize_chords
 from musicgen_remix.analysis.chroma import chords_to_chroma
 from musicgen_remix.analysis.summary import Analysis
@@ -56,8 +56,12 @@ class RemixResult:
 
 
 def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: Separator, out_dir: Path,
-              progress: Progress | None = None, *, extras: bool = False) -> RemixResult:
-    """Remix ``req.music_input``; with ``extras`` also write the instrumental, vocals, analysis and plot."""
+              progress: Progress | None = None, *, extras: bool = False, extras_format: str | None = None
+              ) -> RemixResult:
+    """Remix ``req.music_input``; with ``extras`` also write the instrumental, vocals, analysis and plot.
+
+    ``extras_format`` is the audio format of the instrumental and vocals (default: the mix's).
+    """
     from musicgen_remix.models.chord import chord_attributes, chord_conditioner, chroma_window
 
     progress = progress or Progress()
@@ -108,7 +112,8 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixing,
                          generated_downbeats=[float(t) for t in generated_beats.downbeats])
     if extras:
-        result = _write_extras(result, req, out_dir, song, synced, stems.vocal, generated_beats, plan)
+        result = _write_extras(result, req, out_dir, song, synced, stems.vocal, plan,
+                               extras_format or req.output_format)
     return result
 
 
@@ -133,8 +138,7 @@ def _log_analysis(analysis: Analysis) -> None:
 
 
 def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: Audio, instrumental: Audio,
-                  vocals: Audio, generated_beats: Beats, plan: SyncPlan) -> RemixResult:
-    fmt = req.output_format
+                  vocals: Audio, plan: SyncPlan, fmt: str) -> RemixResult:
     strategy = req.normalization_strategy
     inst_path = write_audio(out_dir / f"instrumental.{fmt}", normalize(instrumental.wav, instrumental.sample_rate,
                                                                          strategy),  # type: ignore[arg-type]
