@@ -98,8 +98,13 @@ class ModelStore:
     def mbd(self) -> MultiBandDiffusion:
         with self._lock:
             if self._mbd is None:
+                import torch
+
                 logger.info("loading MultiBand Diffusion")
-                self._mbd = load_mbd(self._asset("mbd"), self._asset("encodec-32khz"), self.device)
+                # Loaded lazily, often after the request's seed was applied: building the model draws from
+                # the global RNG, which would make the first MBD request differ from later ones with that seed.
+                with torch.random.fork_rng():
+                    self._mbd = load_mbd(self._asset("mbd"), self._asset("encodec-32khz"), self.device)
             return self._mbd
 
     def pin(self, loaded: Loaded) -> None:

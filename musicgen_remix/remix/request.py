@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
 from musicgen_remix.audio import STRATEGIES
 from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
@@ -65,5 +66,8 @@ def check_remix_request(req: RemixRequest) -> str:
     resolve_threshold(req.beat_sync_threshold, bpm=None)  # range check; the song's tempo comes later
     if req.chords is not None and len(req.chords) > CHORDS_MAX_CHARS:
         raise InputError("chords", req.chords, f"at most {CHORDS_MAX_CHARS} characters")
+    if req.chords is not None and req.chords.strip():
+        # The chord names, checked before any audio work (laying them over the bars needs the downbeats).
+        parse_chord_progression(req.chords, (), DEFAULT_BAR_SECONDS)
     resolve_seed(req.seed)
     return prompt
