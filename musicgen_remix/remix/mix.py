@@ -27,6 +27,15 @@ class MixReport:
     accompaniment_lufs: float | None
 
 
+@dataclass(frozen=True)
+class Mix:
+    """The sum, and the instrumental exactly as it went into it (stereo, gain-matched, same rate/length)."""
+
+    mix: Audio
+    instrumental: Audio
+    report: MixReport
+
+
 def fit_length(wav: torch.Tensor, frames: int) -> torch.Tensor:
     """Pad with silence or cut ``[C, T]`` to ``frames``."""
     if wav.shape[-1] >= frames:
@@ -34,7 +43,7 @@ def fit_length(wav: torch.Tensor, frames: int) -> torch.Tensor:
     return torch.nn.functional.pad(wav, (0, frames - wav.shape[-1]))
 
 
-def mix_vocals(instrumental: Audio, vocals: Audio, accompaniment: Audio) -> tuple[Audio, MixReport]:
+def mix_vocals(instrumental: Audio, vocals: Audio, accompaniment: Audio) -> Mix:
     """Vocals over ``instrumental``, with the instrumental matched to ``accompaniment``'s loudness.
 
     The result has the vocals' sample rate, two channels and the vocals' length.
@@ -47,11 +56,11 @@ def mix_vocals(instrumental: Audio, vocals: Audio, accompaniment: Audio) -> tupl
     gain_db = 0.0
     if target is not None and current is not None:
         gain_db = max(-MAX_GAIN_DB, min(MAX_GAIN_DB, target - current))
-    mixed = inst * 10 ** (gain_db / 20) + voice
+    matched = inst * 10 ** (gain_db / 20)
     report = MixReport(instrumental_gain_db=gain_db, vocal_lufs=_loudness(voice, rate), accompaniment_lufs=target)
     logger.info("mix: instrumental %+.1f dB (to the accompaniment's %s LUFS), vocals %s LUFS", gain_db,
                 _fmt(target), _fmt(report.vocal_lufs))
-    return Audio(mixed, rate), report
+    return Mix(mix=Audio(matched + voice, rate), instrumental=Audio(matched, rate), report=report)
 
 
 def _loudness(wav: torch.Tensor, rate: int) -> float | None:

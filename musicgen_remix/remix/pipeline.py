@@ -105,14 +105,15 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
                                      target_duration=song.duration)
     # 7. Mix the vocals back at the song's balance, normalise, write.
-    mixed, mixing = mix_vocals(synced, stems.vocal, stems.accompaniment)
-    out = normalize(mixed.wav, mixed.sample_rate, req.normalization_strategy)  # type: ignore[arg-type]
+    mixed = mix_vocals(synced, stems.vocal, stems.accompaniment)
+    rate = mixed.mix.sample_rate
+    out = normalize(mixed.mix.wav, rate, req.normalization_strategy)  # type: ignore[arg-type]
     fmt = req.output_format
-    mix_path = write_audio(out_dir / f"remix.{fmt}", out, mixed.sample_rate, fmt=fmt)  # type: ignore[arg-type]
-    result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixing,
+    mix_path = write_audio(out_dir / f"remix.{fmt}", out, rate, fmt=fmt)  # type: ignore[arg-type]
+    result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixed.report,
                          generated_downbeats=[float(t) for t in generated_beats.downbeats])
     if extras:
-        result = _write_extras(result, req, out_dir, song, synced, stems.vocal, plan,
+        result = _write_extras(result, req, out_dir, song, mixed.instrumental, stems.vocal, plan,
                                extras_format or req.output_format)
     return result
 
@@ -139,10 +140,9 @@ def _log_analysis(analysis: Analysis) -> None:
 
 def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: Audio, instrumental: Audio,
                   vocals: Audio, plan: SyncPlan, fmt: str) -> RemixResult:
-    strategy = req.normalization_strategy
-    inst_path = write_audio(out_dir / f"instrumental.{fmt}", normalize(instrumental.wav, instrumental.sample_rate,
-                                                                         strategy),  # type: ignore[arg-type]
-                            instrumental.sample_rate, fmt=fmt)  # type: ignore[arg-type]
+    # The stems as they are in the mix (same rate, channels and gains), so they sum back to it.
+    inst_path = write_audio(out_dir / f"instrumental.{fmt}", instrumental.wav.clamp(-1, 1), instrumental.sample_rate,
+                            fmt=fmt)  # type: ignore[arg-type]
     vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate,
                              fmt=fmt)  # type: ignore[arg-type]
     report = {"analysis": result.analysis.to_json(), "seed": result.seed,
