@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from musicgen_remix.errors import MusicgenRemixError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,18 +63,7 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
                    help="start (s) of the part of --input-audio to use (default %(default)s)")
     p.add_argument("--continuation-end", type=int, default=d["continuation_end"],
                    help="end (s) of that part; -1 or unset: end of file")
-    p.add_argument("--multi-band-diffusion", action=argparse.BooleanOptionalAction,
-                   default=d["multi_band_diffusion"], help="decode with MultiBand Diffusion")
-    p.add_argument("--normalization-strategy", choices=["loudness", "clip", "peak", "rms"],
-                   default=d["normalization_strategy"], help="default %(default)s")
-    p.add_argument("--top-k", type=int, default=d["top_k"], help="default %(default)s")
-    p.add_argument("--top-p", type=float, default=d["top_p"], help="default %(default)s (0: use top-k)")
-    p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
-    p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
-                   help="default %(default)s")
-    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=d["output_format"],
-                   help="default %(default)s (or taken from -o's suffix)")
-    p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
+    _add_shared(p, d)
     p.add_argument("--model-version", choices=MODEL_VERSIONS, default=d["model_version"],
                    help="default: --weights if given, else melody")
     p.add_argument("--replicate-weights", default=d["replicate_weights"],
@@ -87,13 +79,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from musicgen_remix.service import GenerateService
 
     fmt = _format_for(args.output, args.output_format)
-    request = GenerateRequest(
-        prompt=args.prompt, input_audio=args.input_audio, duration=args.duration, continuation=args.continuation,
-        continuation_start=args.continuation_start, continuation_end=args.continuation_end,
-        multi_band_diffusion=args.multi_band_diffusion, normalization_strategy=args.normalization_strategy,
-        top_k=args.top_k, top_p=args.top_p, temperature=args.temperature,
-        classifier_free_guidance=args.classifier_free_guidance, output_format=fmt, seed=args.seed,
-        model_version=args.model_version, replicate_weights=args.replicate_weights)
+    request = _request(GenerateRequest, args, output_format=fmt)
     service = GenerateService(args.weights)
     with _workdir() as work, _Bar() as bar:
         result = service.predict(request, work, Progress(report=bar))
@@ -131,22 +117,11 @@ def _add_remix(p: argparse.ArgumentParser) -> None:
     d = remix_defaults()
     p.add_argument("--music-input", type=Path, required=True, help="the song to remix")
     p.add_argument("--prompt", required=True, help="the new style, e.g. 'bossa nova, nylon guitar'")
-    p.add_argument("--multi-band-diffusion", action=argparse.BooleanOptionalAction,
-                   default=d["multi_band_diffusion"], help="decode with MultiBand Diffusion")
-    p.add_argument("--normalization-strategy", choices=["loudness", "clip", "peak", "rms"],
-                   default=d["normalization_strategy"], help="default %(default)s")
     p.add_argument("--beat-sync-threshold", type=float, default=d["beat_sync_threshold"],
                    help="seconds; -1: 1.1 beats of the song (default %(default)s)")
     p.add_argument("--chroma-coefficient", type=float, default=d["chroma_coefficient"],
                    help="0.5-2 (default %(default)s)")
-    p.add_argument("--top-k", type=int, default=d["top_k"], help="default %(default)s")
-    p.add_argument("--top-p", type=float, default=d["top_p"], help="default %(default)s (0: use top-k)")
-    p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
-    p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
-                   help="default %(default)s")
-    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=d["output_format"],
-                   help="default %(default)s (or taken from -o's suffix)")
-    p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
+    _add_shared(p, d)
     p.add_argument("--model-version", choices=CHORD_VERSIONS, default=d["model_version"], help="default %(default)s")
     p.add_argument("--large-chord-voca", action=argparse.BooleanOptionalAction, default=d["large_chord_voca"],
                    help="large chord vocabulary (default); --no-large-chord-voca: 24 major/minor triads")
@@ -165,13 +140,7 @@ def _run_remix(args: argparse.Namespace) -> int:
     from musicgen_remix.service import RemixService
 
     fmt = _format_for(args.output, args.output_format)
-    request = RemixRequest(
-        prompt=args.prompt, music_input=args.music_input, multi_band_diffusion=args.multi_band_diffusion,
-        normalization_strategy=args.normalization_strategy, beat_sync_threshold=args.beat_sync_threshold,
-        chroma_coefficient=args.chroma_coefficient, top_k=args.top_k, top_p=args.top_p,
-        temperature=args.temperature, classifier_free_guidance=args.classifier_free_guidance, output_format=fmt,
-        seed=args.seed, model_version=args.model_version, large_chord_voca=args.large_chord_voca,
-        chords=args.chords)
+    request = _request(RemixRequest, args, output_format=fmt)
     extras = any(x is not None for x in (args.instrumental, args.vocals, args.analysis, args.plot))
     service = RemixService(default_version=args.model_version)
     with _workdir() as work, _Bar() as bar:
@@ -243,6 +212,28 @@ def _run_sync(args: argparse.Namespace) -> int:
     else:
         logger.info("%s: %d downbeats aligned to %s", path, len(plan.matched), args.reference)
     return 0
+
+
+def _add_shared(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
+    """The flags both entrypoints share (decoding, normalization, sampling, output, seed)."""
+    p.add_argument("--multi-band-diffusion", action=argparse.BooleanOptionalAction,
+                   default=d["multi_band_diffusion"], help="decode with MultiBand Diffusion")
+    p.add_argument("--normalization-strategy", choices=["loudness", "clip", "peak", "rms"],
+                   default=d["normalization_strategy"], help="default %(default)s")
+    p.add_argument("--top-k", type=int, default=d["top_k"], help="default %(default)s")
+    p.add_argument("--top-p", type=float, default=d["top_p"], help="default %(default)s (0: use top-k)")
+    p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
+    p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
+                   help="default %(default)s")
+    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=d["output_format"],
+                   help="default %(default)s (or taken from -o's suffix)")
+    p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
+
+
+def _request(cls: type[T], args: argparse.Namespace, **overrides: object) -> T:
+    """A request dataclass from the flags of the same names (flags are named after the Cog inputs)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}  # type: ignore[arg-type]
+    return cls(**{**values, **overrides})
 
 
 def _format_for(output: Path, requested: str) -> str:
