@@ -40,9 +40,9 @@ def plot_remix(path: Path, *, song: np.ndarray, sample_rate: int, song_downbeats
     palette = plt.get_cmap("tab20")
     labels = sorted({c[2] for c in chords})
     for start, end, label in chords:
-        color: str | tuple[float, float, float, float] = (
+        fill: str | tuple[float, float, float, float] = (
             "0.9" if label == "N" else palette(labels.index(label) % 20))
-        ax_chords.axvspan(start, end, color=color, alpha=0.8)
+        ax_chords.axvspan(start, end, color=fill, alpha=0.8)
         if end - start > duration / 80:
             ax_chords.text((start + end) / 2, 0.5, label, ha="center", va="center", fontsize=7, rotation=90)
     ax_chords.set_yticks([])
