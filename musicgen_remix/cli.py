@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_analyze(sub.add_parser("analyze", help="tempo, beats, downbeats and chords of a song"))
     _add_sync(sub.add_parser("sync", help="time-stretch AUDIO so its downbeats land on REF's"))
     _add_weights(sub.add_parser("weights", help="list, fetch or write (tiny) weights"))
+    from musicgen_remix.bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 

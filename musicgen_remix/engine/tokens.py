@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from musicgen_remix.engine.fastlm import decoder
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.sampling import Sampling
 
@@ -134,7 +135,7 @@ def generate_windows(
         logger.debug("window %d/%d: prompt %d frames, to %d", index + 1, len(windows), win.prompt_frames,
                      win.end_frames)
         with model.autocast:
-            tokens = model.lm.generate(prompt_tokens, [attributes], callback=callback, max_gen_len=win.end_frames,
+            tokens = decoder(model.lm)(prompt_tokens, [attributes], callback=callback, max_gen_len=win.end_frames,
                                        **sampling.lm_kwargs())
         pieces.append(tokens if prompt_tokens is None else tokens[..., prompt_tokens.shape[-1]:])
         prompt_tokens = tokens[..., stride:]
