@@ -7,13 +7,22 @@ Input defaults come from the package's request dataclasses, defined once.
 
 # No `from __future__ import annotations` here: Cog 0.16 reads the predict() annotations as
 # objects, and string annotations make the server reject every input type at startup.
+import contextlib
 import logging
 import shutil
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path as _Path
 from typing import Optional
 
 from cog import BaseModel, BasePredictor, Input, Path
+
+try:
+    from cog.server.exceptions import CancelationException  # cog 0.16
+except ImportError:  # cog >= 0.17
+    from cog import CancelationException
 
 from musicgen_remix.engine.progress import Progress, log_progress
 from musicgen_remix.generate import DURATION_MAX_S, MODEL_VERSIONS, GenerateRequest
@@ -42,6 +51,48 @@ class _RequestDirs:
             self._last = None
 
 
+def _cancel_signal() -> threading.Event:
+    """An event set when Cog asks to cancel the running prediction.
+
+    Cog 0.16 cancels by sending SIGUSR1 to the worker, whose handler raises ``CancelationException`` in
+    the predict thread. That class derives from ``Exception`` there, so any ``except Exception`` it passes
+    through (logging's ``emit``, a model build) can swallow it. Chaining the handler keeps a record that
+    the package's progress checks act on at the next step. Outside Cog 0.16's worker (no handler to
+    chain, or not the main thread) the event is simply never set.
+    """
+    event = threading.Event()
+    previous = signal.getsignal(signal.SIGUSR1)
+    if not callable(previous):
+        return event
+
+    def handler(signum: int, frame: object) -> None:
+        event.set()
+        previous(signum, frame)
+
+    with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread
+        signal.signal(signal.SIGUSR1, handler)
+    return event
+
+
+@contextlib.contextmanager
+def _request(dirs: _RequestDirs, canceled: threading.Event) -> Iterator[tuple[_Path, Progress]]:
+    """One request's directory and progress reporter.
+
+    A failed or canceled request's directory is removed at once (a successful one stays until the next
+    request, for Cog to upload its output), and a failure after a cancel signal is reported to Cog as
+    the cancellation it is.
+    """
+    canceled.clear()
+    out_dir = dirs.new()
+    try:
+        yield out_dir, Progress(report=log_progress(), cancel=canceled)
+    except BaseException as exc:
+        dirs.cleanup()
+        if canceled.is_set() and isinstance(exc, Exception) and not isinstance(exc, CancelationException):
+            raise CancelationException() from exc
+        raise
+
+
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -53,6 +104,7 @@ class GeneratePredictor(BasePredictor):
 
         self.service = GenerateService(weights)
         self.dirs = _RequestDirs()
+        self.canceled = _cancel_signal()
 
     def predict(
         self,
@@ -109,7 +161,8 @@ class GeneratePredictor(BasePredictor):
             top_k=top_k, top_p=top_p, temperature=temperature, classifier_free_guidance=classifier_free_guidance,
             output_format=output_format, seed=seed, model_version=model_version,
             replicate_weights=replicate_weights)
-        result = self.service.predict(request, self.dirs.new(), Progress(report=log_progress()))
+        with _request(self.dirs, self.canceled) as (out_dir, progress):
+            result = self.service.predict(request, out_dir, progress)
         return Path(result.path)
 
 
@@ -170,12 +223,14 @@ class RemixPredictor(BasePredictor):
 
         self.service = RemixService()
         self.dirs = _RequestDirs()
+        self.canceled = _cancel_signal()
 
     def remix(self, **inputs: object):  # noqa: ANN201 (RemixResult)
         music_input = inputs.pop("music_input")
         request = RemixRequest(music_input=None if music_input is None else _Path(str(music_input)),
                                **inputs)  # type: ignore[arg-type]
-        return self.service.predict(request, self.dirs.new(), Progress(report=log_progress()), extras=self.extras)
+        with _request(self.dirs, self.canceled) as (out_dir, progress):
+            return self.service.predict(request, out_dir, progress, extras=self.extras)
 
     def predict(
         self,

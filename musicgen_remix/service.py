@@ -79,7 +79,10 @@ class GenerateService(_Service):
             try:
                 return self.store.finetune(path)
             except WeightsError as exc:
-                # The caller chose these weights: report it against their input, in their terms.
+                # Unusable content is not kept for the next request, and the caller chose these weights:
+                # report it against their input, in their terms.
+                self.weights_memo.forget(url)
+                path.unlink(missing_ok=True)
                 raise InputError(WEIGHTS_FIELD, url, f"a fine-tuned MusicGen checkpoint ({exc})") from None
         if req.model_version in ("default", None):
             return self.default

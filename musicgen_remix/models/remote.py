@@ -1,7 +1,10 @@
 """Fetching a ``replicate_weights`` checkpoint: the one place a user-supplied URL is downloaded.
 
-Only http(s) URLs; a size cap and connect/read timeouts; the file lands in a content-addressed cache
-(named by its sha256) that keeps a bounded number of checkpoints. A ``.tar`` (as Replicate trainings
+Only http(s) URLs; a size cap (``MUSICGEN_REMIX_MAX_WEIGHTS_BYTES`` overrides the default) and
+connect/read timeouts; the file lands in a content-addressed cache (named by its sha256) that keeps a
+bounded number of checkpoints. A :class:`UrlMemo` remembers, per URL, the server's validators (``ETag``,
+``Last-Modified``, ``Content-Length``) and the cached file they gave, so a repeated URL is asked with a
+conditional GET and an unchanged checkpoint is not downloaded again. A ``.tar`` (as Replicate trainings
 deliver weights) is accepted when it holds one checkpoint file; it is extracted by reading that
 member only, never by ``extractall``. Loading it is :func:`musicgen_remix.models.loading.load_finetune`'s
 job, which uses the safe allow-list.
@@ -16,18 +19,121 @@ import lzma
 import os
 import tarfile
 import tempfile
+import threading
 import zlib
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from musicgen_remix.errors import InputError, WeightsError
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
 FIELD = "replicate_weights"
 MAX_BYTES = 16 * 1024**3  # the largest fine-tune (stereo-melody-large, fp32) is ~13 GB
+MAX_BYTES_ENV = "MUSICGEN_REMIX_MAX_WEIGHTS_BYTES"
 KEEP = 3
+MEMO_ENTRIES = 32
 CHECKPOINT_SUFFIXES = (".th", ".pt", ".pth", ".bin", ".ckpt")
+
+
+def max_weights_bytes() -> int:
+    """The download size cap: ``MUSICGEN_REMIX_MAX_WEIGHTS_BYTES`` when set, else :data:`MAX_BYTES`."""
+    text = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not text:
+        return MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise WeightsError(f"{MAX_BYTES_ENV}={text!r} is not a positive whole number of bytes")
+    return value
+
+
+@dataclass(frozen=True)
+class Validators:
+    """What an HTTP server says identifies the version of a resource it served."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    content_length: int | None = None
+
+    @classmethod
+    def of(cls, headers: Mapping[str, str]) -> Validators:
+        length = headers.get("Content-Length")
+        return cls(etag=headers.get("ETag") or None, last_modified=headers.get("Last-Modified") or None,
+                   content_length=int(length) if length and length.isdigit() else None)
+
+    @property
+    def usable(self) -> bool:
+        """A weak ETag (``W/``) may stay the same across byte changes: only strong ones count."""
+        return self.strong_etag is not None or self.last_modified is not None
+
+    @property
+    def strong_etag(self) -> str | None:
+        return self.etag if self.etag and not self.etag.startswith("W/") else None
+
+    def conditional_headers(self) -> dict[str, str]:
+        if self.strong_etag is not None:
+            return {"If-None-Match": self.strong_etag}
+        if self.last_modified is not None:
+            return {"If-Modified-Since": self.last_modified}
+        return {}
+
+    def same_version(self, other: Validators) -> bool:
+        """True when a full answer (a server that ignores conditional requests) is the remembered version."""
+        if self.strong_etag is None or other.strong_etag != self.strong_etag:
+            return False
+        return None in (self.content_length, other.content_length) or self.content_length == other.content_length
+
+
+class UrlMemo:
+    """URL -> (validators, cached checkpoint name): a bounded LRU kept by whoever downloads repeatedly.
+
+    Entries only point into the content-addressed cache; one whose file was pruned is forgotten on lookup.
+    """
+
+    def __init__(self, max_entries: int = MEMO_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[Validators, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lookup(self, url: str, cache_dir: Path) -> tuple[Validators, Path] | None:
+        with self._lock:
+            entry = self._entries.get(url)
+            if entry is None:
+                return None
+            validators, name = entry
+            path = cache_dir / name
+            if not path.is_file():
+                del self._entries[url]
+                return None
+            self._entries.move_to_end(url)
+            return validators, path
+
+    def remember(self, url: str, validators: Validators, path: Path) -> None:
+        with self._lock:
+            if not validators.usable:
+                self._entries.pop(url, None)
+                return
+            self._entries[url] = (validators, path.name)
+            self._entries.move_to_end(url)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._entries.pop(url, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def check_url(url: str) -> str:
@@ -39,36 +145,66 @@ def check_url(url: str) -> str:
     return url
 
 
-def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int = MAX_BYTES,
-                        timeout: tuple[float, float] = (10.0, 60.0), keep: int = KEEP) -> Path:
-    """Download ``url`` into ``cache_dir/<sha256>.th`` and return that path."""
+def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int | None = None,
+                        timeout: tuple[float, float] = (10.0, 60.0), keep: int = KEEP,
+                        memo: UrlMemo | None = None) -> Path:
+    """Download ``url`` into ``cache_dir/<sha256>.th`` and return that path.
+
+    Args:
+        max_bytes: size cap; defaults to :func:`max_weights_bytes`.
+        memo: when given, a URL it remembers is asked with a conditional GET, and an answer that the
+            content is unchanged (304, or the same strong ETag) reuses the cached file without a download.
+    """
     import requests
 
     url = check_url(url)
+    max_bytes = max_weights_bytes() if max_bytes is None else max_bytes
     cache_dir.mkdir(parents=True, exist_ok=True)
+    known = memo.lookup(url, cache_dir) if memo is not None else None
+    headers = known[0].conditional_headers() if known is not None else {}
+    try:
+        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True, headers=headers) as response:
+            served = Validators.of(response.headers)
+            if known is not None and (response.status_code == 304
+                                      or (response.status_code == 200 and known[0].same_version(served))):
+                path = known[1]
+                os.utime(path)  # most recently used: the last to be pruned
+                logger.info("replicate_weights %s unchanged (HTTP %d): reusing %s", url, response.status_code,
+                            path.name[:16])
+                return path
+            if response.status_code != 200:
+                raise InputError(FIELD, url, f"a reachable URL (the server answered HTTP {response.status_code})")
+            final = _receive(response, url, cache_dir, max_bytes)
+    except requests.RequestException as exc:
+        raise InputError(FIELD, url, f"a reachable URL (download failed: {type(exc).__name__})") from None
+    except InputError:
+        if memo is not None:
+            memo.forget(url)
+        raise
+    _prune(cache_dir, keep)
+    if memo is not None:
+        memo.remember(url, served, final)
+    logger.info("replicate_weights %s -> %s (%d bytes)", url, final.name[:16], final.stat().st_size)
+    return final
+
+
+def _receive(response: requests.Response, url: str, cache_dir: Path, max_bytes: int) -> Path:
+    """Stream a 200 answer into ``cache_dir/<sha256>.th`` (a tar's single checkpoint extracted)."""
+    declared = int(response.headers.get("Content-Length") or 0)
+    if declared > max_bytes:
+        raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes (this one declares {declared})")
     fd, tmp_name = tempfile.mkstemp(dir=cache_dir, suffix=".part")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
+        size = 0
         with os.fdopen(fd, "wb") as out:
-            try:
-                with requests.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
-                    if response.status_code != 200:
-                        raise InputError(FIELD, url, f"a reachable URL (the server answered HTTP "
-                                                     f"{response.status_code})")
-                    declared = int(response.headers.get("Content-Length") or 0)
-                    if declared > max_bytes:
-                        raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes "
-                                                     f"(this one declares {declared})")
-                    size = 0
-                    for block in response.iter_content(chunk_size=1 << 20):
-                        size += len(block)
-                        if size > max_bytes:
-                            raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes")
-                        digest.update(block)
-                        out.write(block)
-            except requests.RequestException as exc:
-                raise InputError(FIELD, url, f"a reachable URL (download failed: {type(exc).__name__})") from None
+            for block in response.iter_content(chunk_size=1 << 20):
+                size += len(block)
+                if size > max_bytes:
+                    raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes")
+                digest.update(block)
+                out.write(block)
         if size == 0:
             raise InputError(FIELD, url, "a non-empty checkpoint file")
         final = cache_dir / f"{digest.hexdigest()}.th"
@@ -80,12 +216,12 @@ def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int = MAX_BYTES
                 final.unlink(missing_ok=True)
                 raise InputError(FIELD, url, f"a readable .tar weights archive ({type(exc).__name__}: "
                                              f"{str(exc)[:200]})") from None
-            tmp.unlink()
+            except BaseException:
+                final.unlink(missing_ok=True)
+                raise
         else:
             os.replace(tmp, final)
         os.utime(final)
-        _prune(cache_dir, keep)
-        logger.info("replicate_weights %s -> %s (%d bytes)", url, final.name[:16], final.stat().st_size)
         return final
     finally:
         tmp.unlink(missing_ok=True)

@@ -6,18 +6,15 @@ type and default, and the output must stay a URI.
 
 from __future__ import annotations
 
-import ast
-import base64
 import importlib.util
-import io
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import requests
-import soundfile
+
+from .helpers import SAMPLE_RATE, SEED_TYPES, decode_audio_uri, parse_seed_schema, seed_default, sine, wav_data_uri
 
 if TYPE_CHECKING:
     from .conftest import CogServer
@@ -27,69 +24,6 @@ pytestmark = pytest.mark.server
 REPO = Path(__file__).resolve().parents[2]
 # The seeds live beside the checkout (../shared/seeds), locally and in CI.
 SEED_SCHEMA = REPO.parent / "shared" / "seeds" / "001_f6ab1c917d75fb64.txt"
-SAMPLE_RATE = 32000  # every MusicGen release decodes at 32 kHz
-# A seed type of "None" is how the seed page shows a `choices` input: a string enum in the schema.
-SEED_TYPES = {"string": "string", "integer": "integer", "boolean": "boolean", "number": "number",
-              "None": "enum"}
-_ROW_START = re.compile(r"^\| (\w+) \|\s*$")
-
-
-def parse_seed_schema(text: str) -> tuple[dict[str, tuple[str, str | None]], dict]:
-    """``({input: (type, default or None)}, output schema)`` from a saved Replicate schema page.
-
-    The page's table rows span several lines: ``| name |``, the type, then either ``| default |
-    description |`` or, for inputs without a default, ``| description | |``.
-    """
-    table, _, after = text.partition("Output schema")
-    inputs: dict[str, tuple[str, str | None]] = {}
-    rows: list[tuple[str, list[str]]] = []
-    for line in table.splitlines():
-        match = _ROW_START.match(line)
-        if match:
-            rows.append((match.group(1), []))
-        elif rows:
-            rows[-1][1].append(line)
-    for name, body in rows:
-        cells = [" ".join(cell.split()) for cell in "\n".join(body).split("|")]
-        cells = [cell for cell in cells if cell]
-        if len(cells) == 2:  # type, description
-            inputs[name] = (cells[0], None)
-        elif len(cells) == 3:  # type, default, description
-            inputs[name] = (cells[0], cells[1])
-        else:
-            raise ValueError(f"cannot read the seed schema row for {name!r}: {cells}")
-    output = ast.literal_eval(after[after.index("{"): after.rindex("}") + 1])
-    return inputs, output
-
-
-def seed_default(kind: str, text: str) -> object:
-    if kind == "integer":
-        return int(text)
-    if kind == "number":
-        return float(text)
-    if kind == "boolean":
-        return {"True": True, "False": False}[text]
-    return text
-
-
-def wav_data_uri(samples: np.ndarray, sample_rate: int) -> str:
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
-    return "data:audio/wav;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def decode_audio_uri(uri: str) -> tuple[np.ndarray, int, str]:
-    """``(samples [T] or [T, C], sample rate, container format)`` of a ``data:audio/...;base64,`` URI."""
-    assert re.match(r"^data:audio/[\w.+-]+;base64,", uri), f"not an audio data URI: {uri[:80]!r}"
-    payload = base64.b64decode(uri.split(",", 1)[1], validate=True)
-    info = soundfile.info(io.BytesIO(payload))
-    samples, sample_rate = soundfile.read(io.BytesIO(payload), dtype="float32")
-    return samples, sample_rate, info.format
-
-
-def sine(seconds: float, sample_rate: int = SAMPLE_RATE, freq: float = 440.0) -> np.ndarray:
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def succeeded(server: CogServer, inputs: dict) -> dict:

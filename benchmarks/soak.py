@@ -1,0 +1,188 @@
+"""Soak run of the generate server (not a test): many sequential predictions, memory and files before and after.
+
+Starts ``predict.py:GeneratePredictor`` behind the real Cog 0.16.12 HTTP server (as the server tests do:
+subprocess from the repository root, 127.0.0.1, its own TMPDIR) on tiny weights, warms it up with one
+prediction of each kind below, then runs N sequential predictions cycling through text-only, continuation
+of a data-URI wav, melody from a data-URI wav, mp3 and flac outputs, and a few bad inputs (a NaN wav, a
+prompt with control characters, a top_k above the codebook, an out-of-range top_p that Cog answers with
+422). Bad inputs are expected to fail; every other prediction is an expected success.
+
+Printed: the resident memory of the server's process tree (server + predictor worker) after the warm-up
+and at the end (and after the very first prediction, for scale), files left in the server's TMPDIR
+(beyond what was there after the warm-up; the last request's own directory is kept by design until the
+next request, for Cog to read its output), and failures (expected successes that failed, or bad inputs
+that did not fail). Targets: under 5 % RSS growth, no files left, no failures; the exit status is 1 when
+a target is missed.
+
+Run from the repository root: ``OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.soak`` (under a
+minute on tiny weights; ``--predictions`` sets N). Weights: ``$MUSICGEN_REMIX_WEIGHTS`` when set (e.g. to
+tiny weights already written), else tiny weights written into a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from server.helpers import (  # noqa: E402 (tests/ goes on the path first)
+    SAMPLE_RATE,
+    CogServer,
+    audio_bytes,
+    data_uri,
+    sine,
+    start_cog_server,
+)
+
+RSS_GROWTH_TARGET = 0.05
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    inputs: Callable[[int], dict]
+    valid: bool = True
+    status_code: int = 200
+
+
+def _wav(samples: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> str:
+    return data_uri(audio_bytes(samples, sample_rate, subtype=subtype))
+
+
+def _nan_wav() -> str:
+    samples = sine(2.0)
+    samples[10] = np.nan
+    return _wav(samples, subtype="FLOAT")
+
+
+CONTINUATION_INPUT = _wav(sine(2.0, freq=330.0))
+MELODY_INPUT = _wav(sine(2.0, 16000, freq=262.0), 16000)
+NAN_INPUT = _nan_wav()
+
+CASES = [
+    Case("text", lambda i: {"prompt": "calm piano", "duration": 2 + i % 3, "seed": i}),
+    Case("continuation", lambda i: {"prompt": "calm piano", "input_audio": CONTINUATION_INPUT, "continuation": True,
+                                    "continuation_end": 1, "duration": 3, "seed": i}),
+    Case("melody", lambda i: {"prompt": "upbeat synth", "input_audio": MELODY_INPUT, "duration": 2, "seed": i}),
+    Case("mp3", lambda i: {"prompt": "jazz", "duration": 2, "seed": i, "output_format": "mp3"}),
+    Case("text", lambda i: {"prompt": "rock drums", "duration": 2, "seed": i, "temperature": 0.7}),
+    Case("flac", lambda i: {"prompt": "lofi", "duration": 2, "seed": i, "output_format": "flac"}),
+    Case("bad:nan-wav", lambda i: {"prompt": "x", "input_audio": NAN_INPUT, "continuation": True, "duration": 3},
+         valid=False),
+    Case("text", lambda i: {"prompt": "ambient pad", "duration": 2, "seed": i, "top_k": 100}),
+    Case("continuation", lambda i: {"prompt": "calm piano", "input_audio": CONTINUATION_INPUT, "continuation": True,
+                                    "continuation_start": 1, "duration": 2, "seed": i}),
+    Case("bad:control-chars", lambda i: {"prompt": "calm\x00piano", "duration": 2}, valid=False),
+    Case("bad:top_k", lambda i: {"prompt": "calm piano", "duration": 2, "top_k": 100_000}, valid=False),
+    Case("bad:top_p-422", lambda i: {"prompt": "calm piano", "duration": 2, "top_p": 3}, valid=False,
+         status_code=422),
+]
+
+
+def _weights() -> tuple[Path, tempfile.TemporaryDirectory | None]:
+    if os.environ.get("MUSICGEN_REMIX_WEIGHTS"):
+        return Path(os.environ["MUSICGEN_REMIX_WEIGHTS"]), None
+    from musicgen_remix.weights.tiny import write_tiny_weights
+
+    holder = tempfile.TemporaryDirectory(prefix="soak-weights-")
+    root = Path(holder.name)
+    print(f"writing tiny weights to {root} ...", flush=True)
+    write_tiny_weights(root)
+    return root, holder
+
+
+def _run(server: CogServer, case: Case, index: int) -> tuple[bool, str]:
+    """(as expected?, a note) for one prediction."""
+    response = server.predict(case.inputs(index), timeout=300)
+    if response.status_code != case.status_code:
+        return False, f"HTTP {response.status_code}: {response.text[:300]}"
+    if case.status_code != 200:
+        return True, f"HTTP {response.status_code}"
+    body = response.json()
+    if case.valid:
+        ok = body["status"] == "succeeded" and str(body.get("output", "")).startswith("data:audio/")
+        return ok, body["status"] if ok else f"{body['status']}: {body.get('error')}"
+    return body["status"] == "failed", f"{body['status']}: {body.get('error')}"
+
+
+def _leftovers(server: CogServer, baseline: set[str]) -> tuple[list[str], list[str]]:
+    """(new entries in TMPDIR other than the last request's directory, every request directory)."""
+    dirs = [p.name for p in server.request_dirs()]
+    entries = set(server.tmp_entries()) - baseline
+    last = max(server.request_dirs(), key=lambda p: p.stat().st_mtime, default=None)
+    return sorted(e for e in entries if last is None or e != last.name), dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=int, default=50)
+    args = parser.parse_args(argv)
+
+    weights, holder = _weights()
+    workdir = Path(tempfile.mkdtemp(prefix="soak-server-"))
+    started = time.monotonic()
+    server = start_cog_server("GeneratePredictor", weights=weights, workdir=workdir)
+    print(f"server READY in {time.monotonic() - started:.1f} s (TMPDIR {server.tmpdir})", flush=True)
+    try:
+        # Warm-up: one prediction of each kind, since each code path loads what it needs on first use
+        # (the chroma extractor for melody, the mp3 encoder, ...): that is not growth over time.
+        for index, case in enumerate(CASES):
+            ok, note = _run(server, case, 1000 + index)
+            if not ok:
+                print(f"warm-up prediction {case.name} failed: {note}\n{server.log_tail()}")
+                return 1
+            if index == 0:
+                print(f"after the first prediction: RSS {server.rss_bytes() / 2**20:.1f} MiB", flush=True)
+        rss_start = server.rss_bytes()
+        baseline = set(server.tmp_entries()) - {p.name for p in server.request_dirs()}
+        print(f"after warm-up ({len(CASES)} predictions, one of each kind): RSS {rss_start / 2**20:.1f} MiB over "
+              f"pids {server.process_tree()}", flush=True)
+
+        failures: list[str] = []
+        expected_successes = 0
+        seconds: list[float] = []
+        for index in range(args.predictions):
+            case = CASES[index % len(CASES)]
+            expected_successes += case.valid
+            tick = time.monotonic()
+            ok, note = _run(server, case, index + 1)
+            seconds.append(time.monotonic() - tick)
+            if not ok:
+                failures.append(f"#{index + 1} {case.name}: {note}")
+            if (index + 1) % 10 == 0:
+                print(f"  {index + 1:3d} predictions, RSS {server.rss_bytes() / 2**20:.1f} MiB", flush=True)
+
+        rss_end = server.rss_bytes()
+        left, dirs = _leftovers(server, baseline)
+        growth = (rss_end - rss_start) / rss_start
+        print(f"predictions: {args.predictions} ({expected_successes} valid, "
+              f"{args.predictions - expected_successes} bad inputs); mean {np.mean(seconds):.2f} s, "
+              f"max {np.max(seconds):.2f} s each")
+        print(f"RSS: start {rss_start / 2**20:.1f} MiB, end {rss_end / 2**20:.1f} MiB, growth {growth:+.2%} "
+              f"(target < {RSS_GROWTH_TARGET:.0%})")
+        print(f"files left in TMPDIR: {len(left)} {left}; request directories: {len(dirs)} (the last one's is "
+              "kept until the next request)")
+        print(f"failures: {len(failures)}")
+        for failure in failures:
+            print(f"  {failure}")
+        met = growth < RSS_GROWTH_TARGET and not left and not failures and len(dirs) <= 1
+        print("targets met" if met else "TARGETS MISSED")
+        return 0 if met else 1
+    finally:
+        server.stop()
+        if holder is not None:
+            holder.cleanup()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

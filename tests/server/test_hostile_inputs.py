@@ -1,0 +1,395 @@
+"""Hostile and unusual inputs over HTTP, against the real servers of both entrypoints.
+
+Each input gets either a 422 naming the field (Cog's own range and choice checks), or a failed prediction
+whose error names the field and the problem in plain words, and the server stays READY and correct
+(the module ends with valid predictions on both servers). Some unusual inputs are legal and must work.
+
+| input                                         | entrypoint(s)    | outcome                                        |
+|-----------------------------------------------|------------------|------------------------------------------------|
+| empty file (0 bytes)                          | generate, remix  | failed: "0 bytes"                              |
+| a text file named .wav                        | generate, remix  | failed: "not recognised as audio"              |
+| an mp3 cut inside its first frame             | generate, remix  | failed: "not recognised as audio"              |
+| an mp3 cut in half                            | generate         | works: the decodable first half is used        |
+| a single sample                               | remix            | failed: "a song of at least 5 s"               |
+| a single sample, melody or continuation       | generate         | works (see findings)                           |
+| 30 s of digital silence                       | remix            | failed: "this file is silent"                  |
+| 3 s of digital silence, continuation          | generate         | works (continuing silence is legal)            |
+| float32 wav holding NaN and Inf               | generate, remix  | failed: "NaN or Inf"                           |
+| 8 channels                                    | generate         | works (downmixed), melody and continuation     |
+| 8 kHz and 192 kHz                             | generate         | works (resampled), melody and continuation     |
+| a song over the length cap (301 s, 8 kHz)     | remix            | failed: "no longer than 300 s"                 |
+| a prompt of 10,000 characters                 | generate, remix  | failed: "at most 2000 characters"              |
+| a prompt with control characters              | generate, remix  | failed: "without control characters"          |
+| continuation_start past the end of the audio  | generate         | failed, names continuation_start               |
+| continuation_end before continuation_start    | generate         | failed, names continuation_end                 |
+| top_k, top_p, temperature, classifier_free_guidance, chroma_coefficient, duration out of range |
+|                                               | both             | 422 below the schema's bounds; failed (naming  |
+|                                               |                  | the field) above the model's limits            |
+| a music_input URL that answers 404            | remix            | failed: Cog's download error names 404 and URL |
+| a music_input URL that never answers          | remix            | failed after Cog's 10 s read timeout           |
+
+Findings (Cog 0.16.12, which downloads URL inputs in the server process before ``predict`` runs, so the
+predictor cannot guard them): a URL input is fetched with ``requests.get(url, stream=True, timeout=10)``;
+a server that never answers fails the prediction after about 10 s ("Read timed out"), but the timeout is
+per socket read, so a server that trickles a byte every few seconds holds the prediction (and the whole
+server, which is BUSY) indefinitely, and a cancel sent meanwhile is ignored (the worker is not running
+``predict`` yet). The download error is Cog's own text (e.g. "404 Client Error: Not Found for url: ..."),
+which names the URL but not the input. When such a download fails, Cog leaves an empty temporary file
+(``tmp<random><name>``) in TMPDIR for good: it creates the file before downloading and only removes files
+whose download finished.
+
+A single-sample ``input_audio`` is accepted by the generate entrypoint: as a continuation prompt the
+output starts with that sample, as a melody there is nothing to follow; both give normal output. The
+remix entrypoint refuses songs under 5 s.
+
+The module also checks request isolation: each request works in its own ``musicgen-remix-*`` directory
+under the server's TMPDIR, a failed request's directory is removed at once, Cog's downloaded copies of
+inputs are removed, and nothing is written to the repository root (the servers' working directory).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import lameenc
+import numpy as np
+import pytest
+
+from .helpers import (
+    REPO,
+    SAMPLE_RATE,
+    FileServer,
+    SilentPort,
+    audio_bytes,
+    data_uri,
+    decode_audio_uri,
+    sine,
+)
+
+if TYPE_CHECKING:
+    from .conftest import CogServer, StartServer
+
+pytestmark = pytest.mark.server
+
+GENERATE = {"prompt": "calm piano", "duration": 2, "seed": 0}
+REMIX = {"prompt": "bossa nova, nylon guitar", "seed": 0, "top_k": 50}
+FIELD = {"generate": "input_audio", "remix": "music_input"}
+URL_INPUT_BOUND_S = 30.0  # Cog's 10 s read timeout, with room for a slow machine
+CACHES = {".cache", ".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__"}
+
+
+def _repo_listing() -> set[str]:
+    return {p.name for p in REPO.iterdir() if p.name not in CACHES}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def repo_root_before() -> set[str]:
+    """The repository root's listing before this module's servers start (autouse: taken first)."""
+    return _repo_listing()
+
+
+@pytest.fixture(scope="module")
+def generate_server(cog_servers: StartServer) -> CogServer:
+    return cog_servers("GeneratePredictor")
+
+
+@pytest.fixture(scope="module")
+def remix_server(cog_servers: StartServer) -> CogServer:
+    return cog_servers("RemixPredictor")
+
+
+@pytest.fixture(scope="module")
+def servers(generate_server: CogServer, remix_server: CogServer) -> dict[str, CogServer]:
+    return {"generate": generate_server, "remix": remix_server}
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[FileServer]:
+    with FileServer() as peer:
+        yield peer
+
+
+# ----------------------------------------------------------------------------------------------------
+# Payloads
+
+
+def wav_uri(samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> str:
+    return data_uri(audio_bytes(samples, sample_rate, subtype=subtype))
+
+
+def mp3_bytes(seconds: float = 3.0) -> bytes:
+    pcm = np.round(sine(seconds) * 32767).astype(np.int16)
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(320)
+    encoder.set_in_sample_rate(SAMPLE_RATE)
+    encoder.set_channels(1)
+    encoder.set_quality(2)
+    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+
+
+def nan_inf_wav() -> str:
+    samples = sine(6.0)
+    samples[100] = np.nan
+    samples[200] = np.inf
+    return wav_uri(samples, SAMPLE_RATE, subtype="FLOAT")
+
+
+# Name -> a data URI builder; built lazily so that collection stays fast.
+BAD_FILES: dict[str, Callable[[], str]] = {
+    "empty": lambda: "data:audio/wav;base64,",
+    "text_named_wav": lambda: data_uri(b"this is a text file, not audio\n" * 20, "audio/wav"),
+    "mp3_cut_in_first_frame": lambda: data_uri(mp3_bytes()[:400], "audio/mpeg"),
+    "nan_and_inf": nan_inf_wav,
+}
+BAD_FILE_ERRORS = {
+    "empty": r"0 bytes",
+    "text_named_wav": r"not recognised as audio",
+    "mp3_cut_in_first_frame": r"not recognised as audio|could not be decoded",
+    "nan_and_inf": r"NaN or Inf",
+}
+
+
+def inputs_for(entrypoint: str, **extra: object) -> dict:
+    base = GENERATE if entrypoint == "generate" else REMIX
+    return {**base, **extra}
+
+
+def file_inputs(entrypoint: str, uri: str) -> dict:
+    if entrypoint == "generate":
+        return inputs_for("generate", input_audio=uri, continuation=True, duration=3)
+    return inputs_for("remix", music_input=uri)
+
+
+def assert_failed(server: CogServer, inputs: dict, field: str, problem: str) -> dict:
+    """The prediction fails with an error naming ``field`` and matching ``problem``; the server stays READY."""
+    response = server.predict(inputs)
+    assert response.status_code == 200, response.text[:2000]
+    body = response.json()
+    assert body["status"] == "failed", f"expected a failure naming {field}, got {body['status']}"
+    assert body["error"].startswith(f"{field}="), body["error"]
+    assert re.search(problem, body["error"]), body["error"]
+    assert server.health()["status"] == "READY"
+    return body
+
+
+def assert_422(server: CogServer, inputs: dict, field: str) -> None:
+    response = server.predict(inputs)
+    assert response.status_code == 422, response.text[:2000]
+    locations = [list(error["loc"]) for error in response.json()["detail"]]
+    assert ["body", "input", field] in locations, locations
+    assert server.health()["status"] == "READY"
+
+
+def assert_works(server: CogServer, inputs: dict, seconds: float) -> None:
+    response = server.predict(inputs)
+    assert response.status_code == 200, response.text[:2000]
+    body = response.json()
+    assert body["status"] == "succeeded", f"{body.get('error')}\n{body.get('logs')}"
+    samples, sample_rate, _ = decode_audio_uri(body["output"])
+    assert samples.shape[0] / sample_rate == pytest.approx(seconds, abs=0.01)
+    assert np.isfinite(samples).all()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files that cannot be audio
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_unreadable_file_fails_naming_the_input(servers: dict[str, CogServer], entrypoint: str, case: str) -> None:
+    assert_failed(servers[entrypoint], file_inputs(entrypoint, BAD_FILES[case]()), FIELD[entrypoint],
+                  BAD_FILE_ERRORS[case])
+
+
+def test_mp3_cut_in_half_uses_the_decodable_part(generate_server: CogServer) -> None:
+    mp3 = mp3_bytes(3.0)
+    uri = data_uri(mp3[: len(mp3) // 2], "audio/mpeg")
+    assert_works(generate_server, inputs_for("generate", input_audio=uri, continuation=True, duration=3), 3.0)
+
+
+def test_single_sample_song_fails(remix_server: CogServer) -> None:
+    assert_failed(remix_server, file_inputs("remix", wav_uri(np.array([0.5], np.float32), 44100)),
+                  "music_input", r"at least 5 s")
+
+
+@pytest.mark.parametrize("continuation", [True, False])
+def test_single_sample_input_audio_is_accepted(generate_server: CogServer, continuation: bool) -> None:
+    """Accepted today: a continuation of one sample, or a melody with nothing to follow (see the docstring)."""
+    uri = wav_uri(np.array([0.5], np.float32), SAMPLE_RATE)
+    assert_works(generate_server, inputs_for("generate", input_audio=uri, continuation=continuation, duration=2),
+                 2.0)
+
+
+def test_silent_song_fails(remix_server: CogServer) -> None:
+    silence = np.zeros(30 * 16000, np.float32)
+    assert_failed(remix_server, file_inputs("remix", wav_uri(silence, 16000)), "music_input", r"silent")
+
+
+def test_silent_continuation_is_legal(generate_server: CogServer) -> None:
+    uri = wav_uri(np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    assert_works(generate_server, inputs_for("generate", input_audio=uri, continuation=True, continuation_end=1,
+                                             duration=2), 2.0)
+
+
+def test_song_over_the_length_cap_fails(remix_server: CogServer) -> None:
+    song = 0.3 * np.sin(2 * np.pi * 220 * np.arange(301 * 8000) / 8000).astype(np.float32)
+    assert_failed(remix_server, file_inputs("remix", wav_uri(song, 8000)), "music_input", r"no longer than 300 s")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Unusual audio that must work
+
+
+@pytest.mark.parametrize("continuation", [True, False])
+@pytest.mark.parametrize(("sample_rate", "channels"), [(8000, 1), (192000, 1), (SAMPLE_RATE, 8)])
+def test_unusual_rates_and_channels_work(generate_server: CogServer, sample_rate: int, channels: int,
+                                         continuation: bool) -> None:
+    uri = wav_uri(sine(2.0, sample_rate, channels=channels), sample_rate)
+    extra = {"continuation": True, "continuation_end": 1, "duration": 3} if continuation else {"duration": 2}
+    assert_works(generate_server, inputs_for("generate", input_audio=uri, **extra), extra["duration"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Text and numbers
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize(("prompt", "problem"), [
+    ("calm piano " * 910, r"at most 2000 characters"),  # 10,010 characters
+    ("calm \x1b[31mpiano\x00", r"without control characters"),
+])
+def test_bad_prompt_fails(servers: dict[str, CogServer], entrypoint: str, prompt: str, problem: str) -> None:
+    inputs = inputs_for(entrypoint, prompt=prompt)
+    if entrypoint == "remix":
+        inputs["music_input"] = wav_uri(sine(6.0, 16000), 16000)
+    assert_failed(servers[entrypoint], inputs, "prompt", problem)
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"continuation_start": 5}, "continuation_start"),  # the audio is 2 s long
+    ({"continuation_start": 1, "continuation_end": 1}, "continuation_end"),
+    ({"continuation_start": 2, "continuation_end": 1}, "continuation_end"),
+])
+def test_bad_continuation_window_fails(generate_server: CogServer, extra: dict, field: str) -> None:
+    uri = wav_uri(sine(2.0), SAMPLE_RATE)
+    inputs = inputs_for("generate", input_audio=uri, continuation=True, duration=3, **extra)
+    assert_failed(generate_server, inputs, field, r"continuation")
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize(("field", "value"), [
+    ("top_k", -1), ("top_p", -0.1), ("top_p", 1.5), ("temperature", -0.5), ("classifier_free_guidance", -1),
+])
+def test_values_below_the_schema_bounds_get_422(servers: dict[str, CogServer], entrypoint: str, field: str,
+                                                value: object) -> None:
+    assert_422(servers[entrypoint], inputs_for(entrypoint, **{field: value}), field)
+
+
+@pytest.mark.parametrize(("entrypoint", "field", "value"), [
+    ("generate", "duration", 0), ("generate", "duration", 301), ("generate", "duration", 2.5),
+    ("remix", "chroma_coefficient", 0.4), ("remix", "chroma_coefficient", 2.5),
+])
+def test_values_outside_the_schema_ranges_get_422(servers: dict[str, CogServer], entrypoint: str, field: str,
+                                                  value: object) -> None:
+    assert_422(servers[entrypoint], inputs_for(entrypoint, **{field: value}), field)
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize(("field", "value"), [
+    ("top_k", 100_000), ("temperature", 1e9), ("classifier_free_guidance", 10_000),
+])
+def test_values_above_the_model_limits_fail_naming_the_field(servers: dict[str, CogServer], entrypoint: str,
+                                                            field: str, value: object) -> None:
+    inputs = inputs_for(entrypoint, **{field: value})
+    if entrypoint == "remix":
+        inputs["music_input"] = wav_uri(sine(6.0, 16000), 16000)
+    assert_failed(servers[entrypoint], inputs, field, r"from 0 to")
+
+
+# ----------------------------------------------------------------------------------------------------
+# URL inputs
+
+
+def test_music_input_url_that_answers_404_fails(remix_server: CogServer, files: FileServer) -> None:
+    url = f"{files.base}/no-such-song.wav"
+    body = remix_server.predict(inputs_for("remix", music_input=url)).json()
+    assert body["status"] == "failed", body
+    assert "404" in body["error"] and url in body["error"], body["error"]
+    assert remix_server.health()["status"] == "READY"
+
+
+def test_music_input_url_that_never_answers_fails_within_a_bound(remix_server: CogServer) -> None:
+    silent = SilentPort()
+    try:
+        started = time.monotonic()
+        response = remix_server.predict(inputs_for("remix", music_input=f"{silent.base}/song.wav"),
+                                        timeout=URL_INPUT_BOUND_S + 30)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    body = response.json()
+    assert body["status"] == "failed", body
+    assert re.search(r"timed out", body["error"], re.IGNORECASE), body["error"]
+    assert elapsed < URL_INPUT_BOUND_S, f"the prediction failed only after {elapsed:.1f} s"
+    assert remix_server.health()["status"] == "READY"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Isolation, and the servers are still correct
+
+
+def test_failed_requests_leave_no_directory(generate_server: CogServer) -> None:
+    server = generate_server
+    baseline = {name for name in server.tmp_entries() if not name.startswith("musicgen-remix-")}
+    ok = {**GENERATE, "seed": 5}
+    assert_works(server, ok, 2.0)
+    first = server.request_dirs()
+    assert len(first) == 1  # kept until the next request: Cog reads the output after predict() returns
+    # A failure deep in the pipeline (the input is read after the request directory exists).
+    assert_failed(server, file_inputs("generate", nan_inf_wav()), "input_audio", r"NaN or Inf")
+    assert server.request_dirs() == []  # neither the previous request's nor the failed one's
+    assert_works(server, ok, 2.0)
+    last = server.request_dirs()
+    assert len(last) == 1 and last != first
+    # Nothing else was left behind: no copies of downloaded inputs, no stray files.
+    leftovers = {name for name in server.tmp_entries() if not name.startswith("musicgen-remix-")} - baseline
+    assert not leftovers, leftovers
+
+
+def test_remix_requests_leave_at_most_one_directory(remix_server: CogServer) -> None:
+    """After this module's remix requests (successes, failures in predict, failed URL downloads)."""
+    assert len(remix_server.request_dirs()) <= 1
+    leftovers = [p for p in remix_server.tmpdir.iterdir() if p.name.startswith("tmp")]
+    # Cog 0.16.12 leaks one empty temporary file per URL input whose download fails (it creates the file,
+    # then the download raises before it records the path it would clean up). Nothing else may be left.
+    assert all(p.is_file() and p.stat().st_size == 0 for p in leftovers), [
+        (p.name, p.stat().st_size) for p in leftovers]
+    assert len(leftovers) <= 2, [p.name for p in leftovers]  # the two failed downloads of this module
+
+
+def test_servers_are_correct_after_all_of_the_above(servers: dict[str, CogServer], tmp_path: Path) -> None:
+    from music import have_fluidsynth, render_song
+
+    generate = servers["generate"]
+    first = generate.predict({**GENERATE, "seed": 7}).json()
+    second = generate.predict({**GENERATE, "seed": 7}).json()
+    assert first["status"] == "succeeded", first.get("error")
+    assert first["output"] == second["output"]
+    if not have_fluidsynth():
+        pytest.skip("fluidsynth and the GM soundfont are needed to render a song")
+    song = tmp_path / "song.wav"
+    render_song(song, progression=["A:min", "F:maj", "C:maj", "G:maj"], bars=4, bpm=120.0)
+    body = servers["remix"].predict(inputs_for("remix", music_input=data_uri(song.read_bytes())), timeout=300).json()
+    assert body["status"] == "succeeded", f"{body.get('error')}\n{body.get('logs')}"
+    assert decode_audio_uri(body["output"])[0].shape[0] > 0
+
+
+def test_nothing_is_written_to_the_repository_root(repo_root_before: set[str],
+                                                   servers: dict[str, CogServer]) -> None:
+    assert servers  # the servers ran from the repository root for the whole module
+    new = _repo_listing() - repo_root_before
+    assert not new, f"written to the servers' working directory: {sorted(new)}"

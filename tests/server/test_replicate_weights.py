@@ -1,0 +1,232 @@
+"""``replicate_weights`` over HTTP, against the real generate server.
+
+The input is the one place a caller's URL is downloaded and loaded. Checked here: only http(s) URLs;
+a checkpoint whose unpickling would run code (create a file) is refused without running it; wrong
+formats, files over the size cap (``MUSICGEN_REMIX_MAX_WEIGHTS_BYTES``, set low for this module) and
+unreachable URLs fail the prediction only; two fine-tunes served one after the other each give their
+own, repeatable output; a blank value after a swap serves the default weights again, byte for byte.
+
+A repeated URL is not downloaded again while the server says it is unchanged (conditional GET on the
+``ETag``/``Last-Modified`` it sent): the local file server counts full GETs and 304s. New content at the
+same URL is downloaded and served. The content-addressed cache stays bounded.
+
+The server gets a private weights root (symlinks to the tiny weights) so that its download cache,
+``<root>/.cache/replicate_weights``, is its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .helpers import FileServer
+
+if TYPE_CHECKING:
+    from .conftest import CogServer, StartServer
+
+pytestmark = pytest.mark.server
+
+MAX_BYTES = 2_000_000  # above every tiny fine-tune (< 1 MB), far below a real one
+KEEP = 3  # musicgen_remix.models.remote.KEEP
+PROMPT = {"prompt": "calm piano", "duration": 1}
+
+
+@pytest.fixture(scope="module")
+def weights_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("weights-root")
+    for entry in tiny_weights.iterdir():
+        if entry.name != ".cache":
+            (root / entry.name).symlink_to(entry)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(cog_servers: StartServer, weights_root: Path) -> CogServer:
+    return cog_servers("GeneratePredictor", weights=weights_root,
+                       env={"MUSICGEN_REMIX_MAX_WEIGHTS_BYTES": str(MAX_BYTES)})
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[FileServer]:
+    with FileServer() as peer:
+        yield peer
+
+
+@pytest.fixture(scope="module")
+def cache_dir(weights_root: Path) -> Path:
+    return weights_root / ".cache" / "replicate_weights"
+
+
+def finetune(tiny_weights: Path, name: str) -> bytes:
+    return (tiny_weights / "finetunes" / f"{name}.th").read_bytes()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def output(server: CogServer, seed: int, weights: str | None = None) -> str:
+    inputs: dict[str, Any] = {**PROMPT, "seed": seed}
+    if weights is not None:
+        inputs["replicate_weights"] = weights
+    body = server.predict(inputs).json()
+    assert body["status"] == "succeeded", f"{body.get('error')}\n{body.get('logs')}"
+    return body["output"]
+
+
+def failure(server: CogServer, weights: str) -> str:
+    body = server.predict({**PROMPT, "seed": 1, "replicate_weights": weights}).json()
+    assert body["status"] == "failed", body["status"]
+    assert body["error"].startswith("replicate_weights="), body["error"]
+    assert server.health()["status"] == "READY"
+    return body["error"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Refusals
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "/etc/passwd", "ftp://127.0.0.1/w.th", "gs://b/w.th"])
+def test_only_http_urls(server: CogServer, url: str) -> None:
+    assert "an http(s) URL" in failure(server, url)
+
+
+class _CreateFile:
+    """Unpickling this creates ``path`` (if anything is allowed to run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (open, (str(self.path), "w"))
+
+
+class _Shell:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.mark.parametrize("payload", [_CreateFile, _Shell])
+def test_checkpoint_that_would_create_a_file_is_refused(server: CogServer, files: FileServer, cache_dir: Path,
+                                                        tmp_path: Path, payload: type) -> None:
+    import torch
+
+    marker = tmp_path / "created-by-unpickling"
+    evil = tmp_path / "evil.th"
+    torch.save({"xp.cfg": "{}", "model": payload(marker)}, evil)
+    data = evil.read_bytes()
+    error = failure(server, files.add(f"/evil-{payload.__name__}.th", data))
+    assert "refused to load" in error and "allow-list" in error, error
+    assert not marker.exists()
+    assert not (cache_dir / f"{sha(data)}.th").exists()  # not kept for a later request
+
+
+def test_wrong_formats_fail_cleanly(server: CogServer, files: FileServer, cache_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    text = files.add("/notes.th", b"these are not weights\n" * 100)
+    assert "not a readable torch checkpoint" in failure(server, text)
+    other = tmp_path / "other.th"
+    torch.save({"state": torch.zeros(3)}, other)
+    error = failure(server, files.add("/other.th", other.read_bytes()))
+    assert "not a MusicGen fine-tune" in error, error
+    leftovers = [p.name for p in cache_dir.glob("*")] if cache_dir.exists() else []
+    assert sha(other.read_bytes()) + ".th" not in leftovers
+    assert not [name for name in leftovers if name.endswith(".part")]
+
+
+def test_oversized_file_fails_cleanly(server: CogServer, files: FileServer, cache_dir: Path) -> None:
+    url = files.add("/huge.th", bytes(MAX_BYTES + 1))
+    assert f"at most {MAX_BYTES} bytes" in failure(server, url)
+    assert files.gets("/huge.th")[0] == 1  # asked once, refused on its declared length
+    assert not cache_dir.exists() or not list(cache_dir.glob("*.part"))
+
+
+def test_unreachable_url_fails_cleanly(server: CogServer) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port any more.
+    assert "download failed" in failure(server, f"http://127.0.0.1:{port}/weights.th")
+
+
+def test_404_fails_cleanly(server: CogServer, files: FileServer) -> None:
+    assert "HTTP 404" in failure(server, f"{files.base}/missing.th")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Swaps
+
+
+def test_two_finetunes_one_after_the_other_then_blank(server: CogServer, files: FileServer,
+                                                      tiny_weights: Path) -> None:
+    default = output(server, seed=11)
+    url_a = files.add("/a/melody-a.th", finetune(tiny_weights, "melody-a"))
+    url_b = files.add("/b/melody-b.th", finetune(tiny_weights, "melody-b"))
+    a = output(server, 11, url_a)
+    a_again = output(server, 11, url_a)
+    b = output(server, 11, url_b)
+    b_again = output(server, 11, url_b)
+    a_third = output(server, 11, url_a)
+    assert a == a_again == a_third  # nothing left over from b
+    assert b == b_again
+    assert len({default, a, b}) == 3
+    # A blank value after a swap serves the default weights again, byte for byte.
+    for blank in ("", "   "):
+        assert output(server, 11, blank) == default
+    assert output(server, 11) == default
+
+
+def test_repeated_url_is_not_downloaded_again(server: CogServer, files: FileServer, tiny_weights: Path,
+                                              cache_dir: Path) -> None:
+    path = "/memo/melody-a.th"
+    data = finetune(tiny_weights, "melody-a")
+    url = files.add(path, data)
+    first = output(server, 12, url)
+    for _ in range(3):
+        assert output(server, 12, url) == first
+    full, not_modified = files.gets(path)
+    assert full == 1, f"the checkpoint was downloaded {full} times"
+    assert not_modified == 3
+    assert (cache_dir / f"{sha(data)}.th").is_file()
+
+
+def test_new_content_at_the_same_url_is_downloaded_and_served(server: CogServer, files: FileServer,
+                                                              tiny_weights: Path) -> None:
+    path = "/moving/weights.th"
+    url = files.add(path, finetune(tiny_weights, "melody-a"))
+    a = output(server, 13, url)
+    files.add(path, finetune(tiny_weights, "melody-b"))  # a new ETag and new bytes at the same URL
+    b = output(server, 13, url)
+    assert a != b
+    assert files.gets(path) == (2, 0)
+    assert output(server, 13, files.add("/direct/melody-b.th", finetune(tiny_weights, "melody-b"))) == b
+
+
+def test_url_without_validators_is_downloaded_each_time(server: CogServer, files: FileServer,
+                                                        tiny_weights: Path) -> None:
+    """Without an ETag or Last-Modified there is no way to know the content is unchanged."""
+    path = "/plain/melody-b.th"
+    url = files.add(path, finetune(tiny_weights, "melody-b"), validators=False)
+    assert output(server, 14, url) == output(server, 14, url)
+    assert files.gets(path) == (2, 0)
+
+
+def test_download_cache_stays_bounded(server: CogServer, files: FileServer, tiny_weights: Path,
+                                      cache_dir: Path) -> None:
+    for name in ("text-a", "stereo-melody-a", "melody-a", "melody-b"):
+        output(server, 15, files.add(f"/bounded/{name}.th", finetune(tiny_weights, name)))
+    cached = sorted(p.name for p in cache_dir.iterdir())
+    assert len(cached) <= KEEP, cached
+    assert all(name.endswith(".th") for name in cached), cached  # no partial downloads left
+    assert f"{sha(finetune(tiny_weights, 'melody-b'))}.th" in cached  # the most recent is kept
+    assert server.health()["status"] == "READY"
