@@ -9,9 +9,6 @@ Input defaults come from the package's request dataclasses, defined once.
 # objects, and string annotations make the server reject every input type at startup.
 import contextlib
 import logging
-import shutil
-import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path as _Path
@@ -28,54 +25,14 @@ from musicgen_remix.engine.progress import Progress, log_progress
 from musicgen_remix.generate import DURATION_MAX_S, MODEL_VERSIONS, GenerateRequest
 from musicgen_remix.generate import defaults as generate_defaults
 from musicgen_remix.remix.request import CHORD_VERSIONS, RemixRequest, remix_defaults
+from musicgen_remix.serving import RequestDirs, cancel_signal
 
 G = generate_defaults()
 R = remix_defaults()
 
 
-class _RequestDirs:
-    """One temporary directory per request; the previous one is removed when the next request starts
-    (Cog uploads the output after ``predict`` returns, so it cannot be removed any earlier)."""
-
-    def __init__(self) -> None:
-        self._last: _Path | None = None
-
-    def new(self) -> _Path:
-        self.cleanup()
-        self._last = _Path(tempfile.mkdtemp(prefix="musicgen-remix-"))
-        return self._last
-
-    def cleanup(self) -> None:
-        if self._last is not None:
-            shutil.rmtree(self._last, ignore_errors=True)
-            self._last = None
-
-
-def _cancel_signal() -> threading.Event:
-    """An event set when Cog asks to cancel the running prediction.
-
-    Cog 0.16 cancels by sending SIGUSR1 to the worker, whose handler raises ``CancelationException`` in
-    the predict thread. That class derives from ``Exception`` there, so any ``except Exception`` it passes
-    through (logging's ``emit``, a model build) can swallow it. Chaining the handler keeps a record that
-    the package's progress checks act on at the next step. Outside Cog 0.16's worker (no handler to
-    chain, or not the main thread) the event is simply never set.
-    """
-    event = threading.Event()
-    previous = signal.getsignal(signal.SIGUSR1)
-    if not callable(previous):
-        return event
-
-    def handler(signum: int, frame: object) -> None:
-        event.set()
-        previous(signum, frame)
-
-    with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread
-        signal.signal(signal.SIGUSR1, handler)
-    return event
-
-
 @contextlib.contextmanager
-def _request(dirs: _RequestDirs, canceled: threading.Event) -> Iterator[tuple[_Path, Progress]]:
+def _request(dirs: RequestDirs, canceled: threading.Event) -> Iterator[tuple[_Path, Progress]]:
     """One request's directory and progress reporter.
 
     A failed or canceled request's directory is removed at once (a successful one stays until the next
@@ -103,8 +60,8 @@ class GeneratePredictor(BasePredictor):
         from musicgen_remix.service import GenerateService
 
         self.service = GenerateService(weights)
-        self.dirs = _RequestDirs()
-        self.canceled = _cancel_signal()
+        self.dirs = RequestDirs()
+        self.canceled = cancel_signal()
 
     def predict(
         self,
@@ -222,8 +179,8 @@ class RemixPredictor(BasePredictor):
         from musicgen_remix.service import RemixService
 
         self.service = RemixService()
-        self.dirs = _RequestDirs()
-        self.canceled = _cancel_signal()
+        self.dirs = RequestDirs()
+        self.canceled = cancel_signal()
 
     def remix(self, **inputs: object):  # noqa: ANN201 (RemixResult)
         music_input = inputs.pop("music_input")

@@ -77,7 +77,8 @@ class GenerateService(_Service):
             url = check_url(req.replicate_weights)
             path = download_checkpoint(url, self.root / ".cache" / "replicate_weights", memo=self.weights_memo)
             try:
-                return self.store.finetune(path)
+                # Downloads are content-addressed (<sha256>.th): the name is the cache key.
+                return self.store.finetune(path, digest=path.stem)
             except WeightsError as exc:
                 # Unusable content is not kept for the next request, and the caller chose these weights:
                 # report it against their input, in their terms.
@@ -93,7 +94,8 @@ class GenerateService(_Service):
             return self.store.release(DEFAULT_VERSION)
         text = str(weights)
         if text.startswith(("http://", "https://")):
-            return self.store.finetune(download_checkpoint(text, self.root / ".cache" / "default_weights"))
+            path = download_checkpoint(text, self.root / ".cache" / "default_weights")
+            return self.store.finetune(path, digest=path.stem)
         path = Path(text)
         if path.is_dir():
             if path.resolve() == self.root.resolve() or (path / "manifest.toml").exists():

@@ -89,9 +89,13 @@ class ModelStore:
         return self._get(f"chord:{asset}", lambda: load_chord_model(
             self._asset(asset), self._asset("encodec-32khz"), self.device), name=version)
 
-    def finetune(self, path: Path) -> Loaded:
-        """A fine-tune in the fine-tuner's single-file format, cached by content hash."""
-        digest = sha256_file(path)
+    def finetune(self, path: Path, digest: str | None = None) -> Loaded:
+        """A fine-tune in the fine-tuner's single-file format, cached by content hash.
+
+        ``digest``: the file's sha256 when the caller already knows it (a content-addressed download), so a
+        multi-GB checkpoint is not hashed again on every request.
+        """
+        digest = digest or sha256_file(path)
         return self._get(f"finetune:{digest}", lambda: load_finetune(
             path, self._asset("encodec-32khz"), self.device), name=f"fine-tune {digest[:12]}")
 
