@@ -26,7 +26,7 @@ from musicgen_remix.engine.sampling import (
 )
 from musicgen_remix.engine.seeding import apply_seed, resolve_seed
 from musicgen_remix.engine.tokens import generate_tokens
-from musicgen_remix.errors import InputError
+from musicgen_remix.errors import AudioError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 DURATION_MAX_S = 300  # windowed continuation beyond the 30 s window, up to 5 minutes
 INPUT_AUDIO_MAX_S = 600.0
+INPUT_AUDIO_MIN_S = 0.5  # shorter is a broken upload, not something to continue or follow
 PROMPT_MAX_CHARS = 2000
 SPLICE_FADE_S = 0.02
 MODEL_VERSIONS = ("default", "melody", "stereo-melody", "melody-large", "stereo-melody-large",
@@ -168,10 +169,18 @@ def _read_source(req: GenerateRequest) -> Audio | None:
     if req.input_audio is None:
         return None
     audio = read_audio(req.input_audio, field="input_audio", max_seconds=INPUT_AUDIO_MAX_S)
+    if audio.duration < INPUT_AUDIO_MIN_S:
+        raise AudioError("input_audio", req.input_audio.name, f"at least {INPUT_AUDIO_MIN_S} s of audio to continue "
+                                                              f"or follow (this file has {audio.duration:.3f} s)")
     end = None if req.continuation_end in (None, -1) else float(req.continuation_end)  # type: ignore[arg-type]
     if req.continuation_start == 0 and end is None:
         return audio
-    return trim(audio, float(req.continuation_start), end)
+    part = trim(audio, float(req.continuation_start), end)
+    if part.duration < INPUT_AUDIO_MIN_S:
+        raise InputError("continuation_end", req.continuation_end,
+                         f"a part of input_audio at least {INPUT_AUDIO_MIN_S} s long (continuation_start to "
+                         f"continuation_end is {part.duration:.3f} s)")
+    return part
 
 
 def _conditioning(req: GenerateRequest, source: Audio | None, loaded: Loaded) -> tuple[Audio | None, Audio | None]:

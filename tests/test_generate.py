@@ -206,6 +206,24 @@ def test_continuation_bounds_are_checked(generate_service: GenerateService, tmp_
     assert info.value.field == field
 
 
+def test_input_audio_shorter_than_half_a_second_is_refused(generate_service: GenerateService, tmp_path: Path) -> None:
+    short = tmp_path / "short.wav"
+    soundfile.write(short, chirp(0.2), INPUT_SR)
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=short, continuation=True, duration=2)
+    assert info.value.field == "input_audio" and "0.5 s" in str(info.value)
+
+
+def test_trimmed_part_shorter_than_half_a_second_is_refused(generate_service: GenerateService,
+                                                            tmp_path: Path) -> None:
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, chirp(2.3), INPUT_SR)  # from 2 s to the end leaves 0.3 s
+    with pytest.raises(InputError) as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=clip, continuation=True,
+            continuation_start=2, continuation_end=-1, duration=4)
+    assert info.value.field == "continuation_end" and "0.300 s" in str(info.value)
+
+
 def test_continuation_prompt_must_be_shorter_than_duration(generate_service: GenerateService, tmp_path: Path,
                                                            chirp_wav: Path) -> None:
     with pytest.raises(InputError) as info:

@@ -11,7 +11,7 @@ whose error names the field and the problem in plain words, and the server stays
 | an mp3 cut inside its first frame             | generate, remix  | failed: "not recognised as audio"              |
 | an mp3 cut in half                            | generate         | works: the decodable first half is used        |
 | a single sample                               | remix            | failed: "a song of at least 5 s"               |
-| a single sample, melody or continuation       | generate         | works (see findings)                           |
+| a single sample, melody or continuation       | generate         | failed: "at least 0.5 s of audio"              |
 | 30 s of digital silence                       | remix            | failed: "this file is silent"                  |
 | 3 s of digital silence, continuation          | generate         | works (continuing silence is legal)            |
 | float32 wav holding NaN and Inf               | generate, remix  | failed: "NaN or Inf"                           |
@@ -38,9 +38,8 @@ which names the URL but not the input. When such a download fails, Cog leaves an
 (``tmp<random><name>``) in TMPDIR for good: it creates the file before downloading and only removes files
 whose download finished.
 
-A single-sample ``input_audio`` is accepted by the generate entrypoint: as a continuation prompt the
-output starts with that sample, as a melody there is nothing to follow; both give normal output. The
-remix entrypoint refuses songs under 5 s.
+A single-sample ``input_audio`` is refused by the generate entrypoint (under 0.5 s there is nothing to
+continue or follow), and the remix entrypoint refuses songs under 5 s.
 
 The module also checks request isolation: each request works in its own ``musicgen-remix-*`` directory
 under the server's TMPDIR, a failed request's directory is removed at once, Cog's downloaded copies of
@@ -217,11 +216,11 @@ def test_single_sample_song_fails(remix_server: CogServer) -> None:
 
 
 @pytest.mark.parametrize("continuation", [True, False])
-def test_single_sample_input_audio_is_accepted(generate_server: CogServer, continuation: bool) -> None:
-    """Accepted today: a continuation of one sample, or a melody with nothing to follow (see the docstring)."""
+def test_single_sample_input_audio_fails(generate_server: CogServer, continuation: bool) -> None:
+    """One sample is a broken upload: nothing to continue, no melody to follow."""
     uri = wav_uri(np.array([0.5], np.float32), SAMPLE_RATE)
-    assert_works(generate_server, inputs_for("generate", input_audio=uri, continuation=continuation, duration=2),
-                 2.0)
+    assert_failed(generate_server, inputs_for("generate", input_audio=uri, continuation=continuation, duration=2),
+                  "input_audio", r"at least 0.5 s")
 
 
 def test_silent_song_fails(remix_server: CogServer) -> None:
