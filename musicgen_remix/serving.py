@@ -13,6 +13,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
+from types import FrameType
 
 REQUEST_DIR_PREFIX = "musicgen-remix-"
 
@@ -49,7 +50,7 @@ def cancel_signal() -> threading.Event:
     if not callable(previous):
         return event
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         event.set()
         previous(signum, frame)
 
