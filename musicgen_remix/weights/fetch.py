@@ -54,7 +54,6 @@ SIDECAR_SUFFIX = ".sha256"
 LOCK_NAME = ".fetch.lock"
 CHUNK_BYTES = 64 * 1024
 """Read size while streaming; a dropped connection loses at most the chunk being read."""
-_HASH_BLOCK_BYTES = 8 << 20
 _USER_AGENT = "musicgen-remix-weights/1"
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/(\d+)")
@@ -429,11 +428,9 @@ def _size_error(file: AssetFile, got: str) -> WeightsError:
 
 
 def _hash_file(path: Path) -> hashlib._Hash:
-    hasher = hashlib.sha256()
+    """The sha256 of ``path`` so far (callers may keep feeding it, to resume a download)."""
     with path.open("rb") as fh:
-        while block := fh.read(_HASH_BLOCK_BYTES):
-            hasher.update(block)
-    return hasher
+        return hashlib.file_digest(fh, "sha256")
 
 
 def _write_sidecar(dest: Path, digest: str) -> None:
