@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from musicgen_remix.audio import STRATEGIES, Audio, convert, normalize, read_audio, trim, write_audio
+from musicgen_remix.audio import Audio, convert, normalize, read_audio, trim, write_audio
 from musicgen_remix.engine.decode import decode
+from musicgen_remix.engine.inputs import SharedInputs, input_defaults
 from musicgen_remix.engine.progress import Progress
-from musicgen_remix.engine.sampling import (
-    CFG_DEFAULT,
-    TEMPERATURE_DEFAULT,
-    TOP_K_DEFAULT,
-    TOP_P_DEFAULT,
-    Sampling,
-)
 from musicgen_remix.engine.seeding import apply_seed, resolve_seed
 from musicgen_remix.engine.tokens import generate_tokens
 from musicgen_remix.errors import AudioError, InputError
@@ -48,7 +42,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
-class GenerateRequest:
+class GenerateRequest(SharedInputs):
     """Every input of the generate entrypoint, with its default (read by Cog, the CLI and the library)."""
 
     prompt: str | None = None
@@ -57,20 +51,8 @@ class GenerateRequest:
     continuation: bool = False
     continuation_start: int = 0
     continuation_end: int | None = None
-    multi_band_diffusion: bool = False
-    normalization_strategy: str = "loudness"
-    top_k: int = TOP_K_DEFAULT
-    top_p: float = TOP_P_DEFAULT
-    temperature: float = TEMPERATURE_DEFAULT
-    classifier_free_guidance: int = CFG_DEFAULT
-    output_format: str = "wav"
-    seed: int | None = None
     model_version: str = "default"
     replicate_weights: str | None = None
-
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.top_k, self.top_p, self.temperature, self.classifier_free_guidance)
 
 
 @dataclass(frozen=True)
@@ -86,7 +68,7 @@ class GenerateResult:
 
 def defaults() -> dict[str, object]:
     """Field name -> default, for the Cog inputs and the CLI flags."""
-    return {f.name: f.default for f in fields(GenerateRequest)}
+    return input_defaults(GenerateRequest)
 
 
 def check_request(req: GenerateRequest) -> str | None:
@@ -108,13 +90,9 @@ def check_request(req: GenerateRequest) -> str | None:
         if end <= req.continuation_start:
             raise InputError("continuation_end", end,
                              f"greater than continuation_start ({req.continuation_start})")
-    if req.normalization_strategy not in STRATEGIES:
-        raise InputError("normalization_strategy", req.normalization_strategy, f"one of {', '.join(STRATEGIES)}")
-    if req.output_format not in ("wav", "mp3", "flac"):
-        raise InputError("output_format", req.output_format, "one of wav, mp3, flac")
+    req.check_shared()
     if req.model_version not in MODEL_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(MODEL_VERSIONS)}")
-    resolve_seed(req.seed)  # range check only; the seed is drawn when generation starts
     return prompt
 
 

@@ -3,14 +3,12 @@ checks that need no model or audio."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
-from musicgen_remix.audio import STRATEGIES
-from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
-from musicgen_remix.engine.seeding import resolve_seed
+from musicgen_remix.engine.inputs import SharedInputs, input_defaults
 from musicgen_remix.errors import InputError
 from musicgen_remix.generate import clean_prompt
 from musicgen_remix.remix.beatsync import resolve_threshold
@@ -22,30 +20,20 @@ CHORDS_MAX_CHARS = 1000
 
 
 @dataclass(frozen=True)
-class RemixRequest:
+class RemixRequest(SharedInputs):
+    """Every input of the remix entrypoint, with its default (read by Cog, the CLI and the library)."""
+
     prompt: str | None = None
     music_input: Path | None = None
-    multi_band_diffusion: bool = False
-    normalization_strategy: str = "loudness"
     beat_sync_threshold: float | None = 0.75
     chroma_coefficient: float = 1.0
-    top_k: int = TOP_K_DEFAULT
-    top_p: float = TOP_P_DEFAULT
-    temperature: float = TEMPERATURE_DEFAULT
-    classifier_free_guidance: int = CFG_DEFAULT
-    output_format: str = "wav"
-    seed: int | None = None
     model_version: str = "stereo-chord"
     large_chord_voca: bool = True
     chords: str | None = None
 
-    @property
-    def sampling(self) -> Sampling:
-        return Sampling(self.top_k, self.top_p, self.temperature, self.classifier_free_guidance)
-
 
 def remix_defaults() -> dict[str, object]:
-    return {f.name: f.default for f in fields(RemixRequest)}
+    return input_defaults(RemixRequest)
 
 
 def check_remix_request(req: RemixRequest) -> str:
@@ -56,10 +44,7 @@ def check_remix_request(req: RemixRequest) -> str:
                                                "nylon guitar'")
     if req.music_input is None:
         raise InputError("music_input", None, "an audio file of the song to remix")
-    if req.normalization_strategy not in STRATEGIES:
-        raise InputError("normalization_strategy", req.normalization_strategy, f"one of {', '.join(STRATEGIES)}")
-    if req.output_format not in ("wav", "mp3", "flac"):
-        raise InputError("output_format", req.output_format, "one of wav, mp3, flac")
+    req.check_shared()
     if req.model_version not in CHORD_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
     check_chroma_coefficient(req.chroma_coefficient)
@@ -69,5 +54,4 @@ def check_remix_request(req: RemixRequest) -> str:
     if req.chords is not None and req.chords.strip():
         # The chord names, checked before any audio work (laying them over the bars needs the downbeats).
         parse_chord_progression(req.chords, (), DEFAULT_BAR_SECONDS)
-    resolve_seed(req.seed)
     return prompt

@@ -1,0 +1,45 @@
+"""The inputs both entrypoints share (decoding, normalization, sampling, output, seed), declared once.
+
+Each entrypoint's request dataclass extends :class:`SharedInputs`; the Cog inputs and the CLI flags read
+their defaults from those dataclasses (:func:`input_defaults`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES
+from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
+from musicgen_remix.engine.seeding import resolve_seed
+from musicgen_remix.errors import InputError
+
+
+@dataclass(frozen=True)
+class SharedInputs:
+    multi_band_diffusion: bool = False
+    normalization_strategy: str = "loudness"
+    top_k: int = TOP_K_DEFAULT
+    top_p: float = TOP_P_DEFAULT
+    temperature: float = TEMPERATURE_DEFAULT
+    classifier_free_guidance: int = CFG_DEFAULT
+    output_format: str = "wav"
+    seed: int | None = None
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.top_k, self.top_p, self.temperature, self.classifier_free_guidance)
+
+    def check_shared(self) -> None:
+        """Checks that need no model (the sampling ranges that depend on the model: ``Sampling.check``)."""
+        if self.normalization_strategy not in STRATEGIES:
+            raise InputError("normalization_strategy", self.normalization_strategy,
+                             f"one of {', '.join(STRATEGIES)}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InputError("output_format", self.output_format, f"one of {', '.join(OUTPUT_FORMATS)}")
+        resolve_seed(self.seed)  # range check only; the seed is drawn when generation starts
+
+
+def input_defaults(cls: type[Any]) -> dict[str, object]:
+    """Field name -> default of a request dataclass, for the Cog inputs and the CLI flags."""
+    return {f.name: f.default for f in fields(cls)}
