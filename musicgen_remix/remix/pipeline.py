@@ -6,6 +6,7 @@ the caller's per-request directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from musicgen_remix.analysis.beats import track_beats
-from musicgen_remix.analysis.chords import Chord, parse_chord_progression, recognize_chords
+from musicgen_remix.analysis.chords import parse_chord_progression, recognize_chords
 from musicgen_remix.analysis.chroma import chords_to_chroma
 from musicgen_remix.analysis.summary import Analysis
 from musicgen_remix.audio import Audio, integrated_loudness, normalize, read_audio, write_audio
@@ -113,7 +114,7 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixed.report,
                          generated_downbeats=[float(t) for t in generated_beats.downbeats])
     if extras:
-        result = _write_extras(result, req, out_dir, song, mixed.instrumental, stems.vocal, plan,
+        result = _write_extras(result, req, out_dir, song, mixed.instrumental, stems.vocal, plan, threshold,
                                extras_format or req.output_format)
     return result
 
@@ -139,14 +140,14 @@ def _log_analysis(analysis: Analysis) -> None:
 
 
 def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: Audio, instrumental: Audio,
-                  vocals: Audio, plan: SyncPlan, fmt: str) -> RemixResult:
-    # The stems as they are in the mix (same rate, channels and gains), so they sum back to it.
+                  vocals: Audio, plan: SyncPlan, threshold: float, fmt: str) -> RemixResult:
+    # The stems as they are in the mix (same rate, channels and gains).
     inst_path = write_audio(out_dir / f"instrumental.{fmt}", instrumental.wav.clamp(-1, 1), instrumental.sample_rate,
                             fmt=fmt)  # type: ignore[arg-type]
     vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate,
                              fmt=fmt)  # type: ignore[arg-type]
     report = {"analysis": result.analysis.to_json(), "seed": result.seed,
-              "sync": {"threshold_s": resolve_threshold(req.beat_sync_threshold, result.analysis.bpm),
+              "sync": {"threshold_s": threshold,
                        "skipped_reason": plan.skipped_reason, "matched": plan.matched.tolist(),
                        "offsets_s": plan.offsets.tolist(), "unmatched": plan.unmatched.tolist()},
               "generated_downbeats": result.generated_downbeats,
@@ -161,8 +162,8 @@ def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: A
                            synced_downbeats=synced_downbeats,
                            chords=[(c.start, c.end, c.label) for c in result.analysis.chords],
                            title=f"remix: {req.prompt}"[:100])
-    return RemixResult(**{**result.__dict__, "instrumental": inst_path, "vocals": vocal_path,
-                          "analysis_json": json_path, "plot": plot_path})
+    return dataclasses.replace(result, instrumental=inst_path, vocals=vocal_path, analysis_json=json_path,
+                               plot=plot_path)
 
 
 def _map_times(times: list[float], plan: SyncPlan) -> list[float]:
@@ -171,5 +172,3 @@ def _map_times(times: list[float], plan: SyncPlan) -> list[float]:
         return list(times)
     return [float(t) for t in np.interp(times, plan.anchors[:, 0], plan.anchors[:, 1])]
 
-
-__all__ = ["Chord", "RemixResult", "read_song", "run_remix"]
