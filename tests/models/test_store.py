@@ -155,3 +155,16 @@ def test_failed_load_is_not_cached(tiny_weights: Path, tmp_path: Path) -> None:
         with pytest.raises(WeightsError):
             store.finetune(bad)
     assert store.loaded_keys == []
+
+
+def test_finetune_with_a_known_digest_is_not_hashed_again(tiny_weights: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A content-addressed download is named by its sha256: the store takes that name as the key.
+    import musicgen_remix.models.store as store_module
+
+    store = ModelStore(tiny_weights, "cpu")
+    path = finetune_file(tiny_weights, "melody-a")
+    digest = sha256_file(path)
+    monkeypatch.setattr(store_module, "sha256_file", lambda _: pytest.fail("hashed again"))
+    loaded = store.finetune(path, digest=digest)
+    assert loaded.key == f"finetune:{digest}"
