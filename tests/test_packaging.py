@@ -149,3 +149,29 @@ def test_predict_entries_name_classes_in_predict_py(config_name: str, class_name
         if cls == "RemixPredictor":
             pytest.skip("predict.py does not define RemixPredictor yet (the remix entrypoint is a separate issue)")
         pytest.fail(f"{config_name}: predict.py has no class {cls}")
+
+
+def test_every_package_import_is_a_runtime_pin() -> None:
+    """What the package and predict.py import comes from the runtime pins, not only from the test tools."""
+    runtime = set(read_pins(REPO / "requirements" / "base.txt")) | set(read_pins(REPO / "requirements" / "nodeps.txt"))
+    runtime |= {"torch", "torchaudio"}  # installed first, per machine (scripts/install.sh, cuda.txt)
+    runtime |= {"pytsmod"}  # the optional WSOLA stretch engine (GPL-3.0): imported only when asked for
+    distributions = importlib.metadata.packages_distributions()
+    sources = [*sorted((REPO / "musicgen_remix").rglob("*.py")), REPO / "predict.py"]
+    missing = set()
+    for source in sources:
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top == "musicgen_remix":
+                    continue
+                owners = {canonical(d) for d in distributions.get(top, [])}
+                if owners and not owners & runtime:
+                    missing.add(f"{top} ({', '.join(sorted(owners))}) in {source.relative_to(REPO)}")
+    assert not missing, f"imported but not pinned in requirements/base.txt: {sorted(missing)}"
