@@ -1,6 +1,6 @@
 """Benchmark of the time-map stretch engines used by beat sync (not a test).
 
-For each pair, the same music is rendered twice (tests/music.py: pretty_midi + fluidsynth, 32 kHz stereo,
+For each pair, the same music is rendered twice (fixtures/songs.py: pretty_midi + fluidsynth, 32 kHz stereo,
 30 s): a "generated" take at one tempo and offset, and the "reference" (the song) at 120 bpm and another
 offset. The generated take is synced to the reference with each engine, then measured against the reference:
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,12 +34,9 @@ import librosa
 import numpy as np
 import soundfile
 
+from fixtures.songs import have_fluidsynth, render_song
 from musicgen_remix.remix.beatsync import DEFAULT_THRESHOLD_S, MAX_STRETCH, SyncPlan, plan_sync
 from musicgen_remix.remix.stretch import ENGINES, Engine, timemap_stretch
-
-# Imported from the folder, as pytest does: flashy installs a top-level ``tests`` package of its own.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from music import have_fluidsynth, render_song  # noqa: E402
 
 SAMPLE_RATE = 32000  # MusicGen's
 DURATION = 30.0

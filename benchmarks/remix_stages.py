@@ -1,6 +1,6 @@
 """Benchmark of the remix pipeline's stages on the tiny weights (not a test).
 
-Renders a 30 s song with a voice-like line (tests/music.py: pretty_midi + fluidsynth, 44.1 kHz stereo), remixes
+Renders a 30 s song with a voice-like line (fixtures/songs.py: pretty_midi + fluidsynth, 44.1 kHz stereo), remixes
 it through :class:`musicgen_remix.service.RemixService` on CPU with one torch thread, and prints each stage's
 wall time: read, separate, beats (the song's), chords, generate, decode, beat sync (re-detecting the
 generated downbeats and stretching), mix + write, and what is left over (checks, chroma, logging). The
@@ -26,7 +26,6 @@ import argparse
 import functools
 import logging
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -37,11 +36,8 @@ from typing import Any
 
 import soundfile
 
+from fixtures.songs import have_fluidsynth, render_song
 from musicgen_remix.weights.manifest import WEIGHTS_ENV
-
-# Imported from the folder, as pytest does: flashy installs a top-level ``tests`` package of its own.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from music import have_fluidsynth, render_song  # noqa: E402
 
 DURATION = 30.0
 BPM = 120.0

@@ -24,7 +24,7 @@ def run_cli(*args: str, weights: Path | None = None, timeout: float = 300) -> su
 
 @pytest.fixture(scope="module")
 def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from music import have_fluidsynth, render_song
+    from fixtures.songs import have_fluidsynth, render_song
 
     if not have_fluidsynth():
         pytest.skip("fluidsynth or its General MIDI soundfont is missing")
@@ -72,7 +72,7 @@ def test_analyze_without_json_prints_a_summary(song: Path) -> None:
 
 
 def test_sync_aligns_a_take_to_the_reference(tmp_path: Path) -> None:
-    from music import have_fluidsynth, render_song
+    from fixtures.songs import have_fluidsynth, render_song
 
     if not have_fluidsynth():
         pytest.skip("fluidsynth or its General MIDI soundfont is missing")

@@ -60,10 +60,10 @@ from torch import nn
 
 from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.models.loading import (
-    _assemble,
-    _load_state,
-    _prepare_lm_cfg,
+    assemble_musicgen,
     load_encodec,
+    load_exact_state,
+    prepare_lm_config,
     read_finetune_package,
 )
 
@@ -320,20 +320,20 @@ def load_chord_model(path: Path, encodec_dir: Path, device: str) -> MusicGen:
     """
     from audiocraft.models.loaders import _delete_param
 
-    cfg, state = read_finetune_package(path)
-    _prepare_lm_cfg(cfg, device)
+    cfg, state = read_finetune_package(path, conditioning=CHORD_MODEL)
+    prepare_lm_config(cfg, device)
     _delete_param(cfg, f"conditioners.{CONDITIONER}.{CHORD_MODEL}.cache_path")
     recognizer = any(key.startswith(RECOGNIZER_PREFIX) for key in state)
     try:
         lm = build_chord_lm(cfg, recognizer_weights=recognizer)
     except WeightsError as exc:
         raise WeightsError(f"{path.name}: {exc}") from None
-    _load_state(lm, state, path.name)
+    load_exact_state(lm, state, path.name)
     lm.eval()
     lm.cfg = cfg  # as audiocraft's loaders do; MusicGen reads it (window length, stereo interleaving)
     logger.info("loaded chord model %s (%s, BTC recogniser weights %s)", path.name,
                 "stereo" if cfg.get("channels") == 2 else "mono", "kept" if recognizer else "absent")
-    return _assemble(path.stem, load_encodec(encodec_dir, device), lm)
+    return assemble_musicgen(path.stem, load_encodec(encodec_dir, device), lm)
 
 
 def chord_conditioner(model: MusicGen) -> ChordChromaConditioner:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
 
 from musicgen_remix.errors import WeightsError
-from musicgen_remix.models.safe_load import allow_configs, safe_torch_load
+from musicgen_remix.models.safe_load import safe_torch_load
+from musicgen_remix.models.untrusted import KNOWN_ENCODECS, SAMPLE_RATE, check_lm_config, check_lm_state, inert_config
 
 if TYPE_CHECKING:
     from audiocraft.models import MultiBandDiffusion, MusicGen
@@ -22,9 +26,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The EnCodec names a training config may give in ``compression_model_checkpoint``.
-KNOWN_ENCODECS = {"//pretrained/facebook/encodec_32khz", "facebook/encodec_32khz"}
-SAMPLE_RATE = 32000
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,6 @@ def load_release(repo_dir: Path, encodec_dir: Path, device: str) -> MusicGen:
     ``{'pretrained': 'facebook/encodec_32khz'}``, which audiocraft would fetch from the hub in another
     format; such pointers are served by the local EnCodec instead.
     """
-    import torch
     from audiocraft.models import loaders
 
     _require(repo_dir / "state_dict.bin", f"MusicGen {repo_dir.name}")
@@ -82,7 +82,7 @@ def load_release(repo_dir: Path, encodec_dir: Path, device: str) -> MusicGen:
         compression = load_encodec(encodec_dir, device)
     else:
         compression = loaders.load_compression_model(str(repo_dir), device=device)
-    return _assemble(repo_dir.name, compression, lm)
+    return assemble_musicgen(repo_dir.name, compression, lm)
 
 
 def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
@@ -95,67 +95,89 @@ def load_finetune(path: Path, encodec_dir: Path, device: str) -> MusicGen:
     from audiocraft.models import builders
 
     cfg, state = read_finetune_package(path)
-    _prepare_lm_cfg(cfg, device)
+    prepare_lm_config(cfg, device)
     try:
         lm = builders.get_lm_model(cfg)
     except Exception as exc:  # the config is user data: any failure to build is a format error
-        raise WeightsError(f"{path.name}: its config does not build a MusicGen LM: {exc}") from None
-    _load_state(lm, state, path.name)
+        raise WeightsError(f"{path.name}: its config does not build a MusicGen LM ({type(exc).__name__})") from None
+    load_exact_state(lm, state, path.name)
     lm.eval()
     lm.cfg = cfg  # type: ignore[assignment]  # as audiocraft's loaders do; MusicGen reads it
     compression = load_encodec(encodec_dir, device)
-    return _assemble(path.stem, compression, lm)
+    return assemble_musicgen(path.stem, compression, lm)
 
 
-def read_finetune_package(path: Path) -> tuple[Any, dict[str, Any]]:
+def read_finetune_package(path: Path, *, conditioning: str = "chroma_stem") -> tuple[Any, dict[str, Any]]:
     """The checked ``(xp.cfg, state dict)`` of a file in the fine-tuner's single-file format.
 
-    Shared by every loader of that format (plain fine-tunes, the chord models). The config is a
-    private copy (callers adjust it), already checked by :func:`_check_finetune_cfg`.
+    Shared by every loader of that format (plain fine-tunes, the chord models). The file is read by the
+    restricted unpickler; its config is made inert (no resolver ever runs, no interpolation is left),
+    checked against the released architectures, and its transformer tensors against that config, all
+    before any model is built. The config returned is the caller's to adjust.
+
+    Args:
+        conditioning: the ``self_wav`` conditioner this kind of checkpoint may have.
 
     Raises:
-        WeightsError: unsafe or unreadable file, not ``{'xp.cfg', 'model'}``, or an unsupported config.
+        WeightsError: unsafe or unreadable file, not ``{'xp.cfg', 'model'}``, an unsupported config, or
+            tensors that do not match it.
     """
-    from omegaconf import DictConfig, OmegaConf
-
     pkg = safe_torch_load(path, what="fine-tuned checkpoint")
     if not isinstance(pkg, dict) or "xp.cfg" not in pkg or "model" not in pkg:
-        keys = sorted(map(str, pkg)) if isinstance(pkg, dict) else type(pkg).__name__
+        keys = sorted(map(str, pkg))[:8] if isinstance(pkg, dict) else type(pkg).__name__
         raise WeightsError(f"{path.name} is not a MusicGen fine-tune: expected a dict with 'xp.cfg' and "
                            f"'model', got {keys}")
-    raw_cfg = pkg["xp.cfg"]
-    if not isinstance(raw_cfg, DictConfig | dict | str):
-        raise WeightsError(f"{path.name}: 'xp.cfg' is a {type(raw_cfg).__name__}, not a config")
-    cfg = cast(DictConfig, OmegaConf.create(raw_cfg) if not isinstance(raw_cfg, DictConfig) else raw_cfg.copy())
-    _check_finetune_cfg(cfg, path.name)
+    if not isinstance(pkg["xp.cfg"], DictConfig | dict | str):
+        raise WeightsError(f"{path.name}: 'xp.cfg' is a {type(pkg['xp.cfg']).__name__}, not a config")
+    cfg = inert_config(pkg["xp.cfg"], path.name)
+    check_lm_config(cfg, path.name, conditioning=conditioning)
     state = pkg["model"]
-    if not isinstance(state, dict) or not state:
-        raise WeightsError(f"{path.name}: 'model' is not a state dict")
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path.name}: 'model' is not a state dict of tensors")
+    check_lm_state(cfg, state, path.name)
     return cfg, state
 
 
 def load_mbd(mbd_file: Path, encodec_dir: Path, device: str) -> MultiBandDiffusion:
     """MultiBand Diffusion for MusicGen from local files.
 
-    audiocraft's ``get_mbd_musicgen()`` hard-codes hub ids; this builds the same object from the
-    checkpoint file and the local 32 kHz EnCodec (the codec MBD was trained on).
+    audiocraft's ``get_mbd_musicgen()`` hard-codes hub ids, and its ``load_diffusion_models`` unpickles
+    with torch's weights-only loader, which refuses the Hydra-composed band configs the file carries. This
+    reads the file with the restricted unpickler and builds the same objects with audiocraft's builders:
+    per band ``{'cfg', 'model_state', 'processor_state'}`` plus ``sample_rate`` and ``n_bands``, and the
+    local 32 kHz EnCodec (the codec MBD was trained on).
+
+    Raises:
+        WeightsError: naming the file, when it is missing, unsafe, or not a MusicGen MBD checkpoint.
     """
-    from audiocraft.models import loaders
+    from audiocraft.models import builders
     from audiocraft.models.multibanddiffusion import DiffusionProcess, MultiBandDiffusion
     from audiocraft.modules.diffusion_schedule import NoiseSchedule
 
     _require(mbd_file, "MultiBand Diffusion")
-    codec = load_encodec(encodec_dir, device)
-    with allow_configs():
-        models, processors, cfgs = loaders.load_diffusion_models(str(mbd_file), device=device)
-    processes = [
-        DiffusionProcess(model=m, noise_schedule=NoiseSchedule(**c.schedule, sample_processor=p, device=device))
-        for m, p, c in zip(models, processors, cfgs, strict=True)
-    ]
-    return MultiBandDiffusion(DPs=processes, codec_model=codec)
+    pkg = safe_torch_load(mbd_file, what="MultiBand Diffusion checkpoint")
+    try:
+        sample_rate, n_bands = int(pkg["sample_rate"]), int(pkg["n_bands"])
+        processes = []
+        for band in range(n_bands):
+            cfg = pkg[band]["cfg"]
+            model = builders.get_diffusion_model(cfg)
+            model.load_state_dict(pkg[band]["model_state"])
+            processor = builders.get_processor(cfg=cfg.processor, sample_rate=sample_rate)
+            processor.load_state_dict(pkg[band]["processor_state"])
+            schedule = NoiseSchedule(**cfg.schedule, sample_processor=processor.to(device), device=device)
+            processes.append(DiffusionProcess(model=model.to(device).eval(), noise_schedule=schedule))
+    except Exception as exc:  # a file of the wrong layout fails in many ways; all of them mean "not MBD"
+        raise WeightsError(f"{mbd_file.name} is not a MultiBand Diffusion checkpoint for MusicGen "
+                           f"({type(exc).__name__}: {str(exc)[:160]})") from None
+    if sample_rate != SAMPLE_RATE or not processes:
+        raise WeightsError(f"{mbd_file.name} is not a MultiBand Diffusion checkpoint for {SAMPLE_RATE} Hz "
+                           f"MusicGen tokens")
+    return MultiBandDiffusion(DPs=processes, codec_model=load_encodec(encodec_dir, device))
 
 
-def _assemble(name: str, compression: CompressionModel, lm: Any) -> MusicGen:
+def assemble_musicgen(name: str, compression: CompressionModel, lm: Any) -> MusicGen:
+    """A ``MusicGen`` from a loaded LM and codec, set up for inference as ``MusicGen.get_pretrained`` does."""
     from audiocraft.models import MusicGen
 
     conditioners = lm.condition_provider.conditioners
@@ -166,23 +188,7 @@ def _assemble(name: str, compression: CompressionModel, lm: Any) -> MusicGen:
     return MusicGen(name, compression, lm)
 
 
-def _check_finetune_cfg(cfg: Any, name: str) -> None:
-    problems = []
-    if cfg.get("lm_model") != "transformer_lm":
-        problems.append(f"lm_model={cfg.get('lm_model')!r} (expected 'transformer_lm')")
-    if cfg.get("sample_rate") != SAMPLE_RATE:
-        problems.append(f"sample_rate={cfg.get('sample_rate')!r} (expected {SAMPLE_RATE})")
-    n_q = cfg.get("transformer_lm", {}).get("n_q")
-    if n_q not in (4, 8):
-        problems.append(f"transformer_lm.n_q={n_q!r} (expected 4 for mono or 8 for stereo)")
-    encodec = cfg.get("compression_model_checkpoint")
-    if encodec not in KNOWN_ENCODECS:
-        problems.append(f"compression_model_checkpoint={encodec!r} (expected one of {sorted(KNOWN_ENCODECS)})")
-    if problems:
-        raise WeightsError(f"{name} is not a supported MusicGen fine-tune: " + "; ".join(problems))
-
-
-def _prepare_lm_cfg(cfg: Any, device: str) -> None:
+def prepare_lm_config(cfg: Any, device: str) -> None:
     """The adjustments audiocraft's ``loaders.load_lm_model`` makes to a training config."""
     from audiocraft.models.loaders import _delete_param
 
@@ -193,7 +199,8 @@ def _prepare_lm_cfg(cfg: Any, device: str) -> None:
         _delete_param(cfg, key)
 
 
-def _load_state(module: Any, state: dict[str, Any], name: str) -> None:
+def load_exact_state(module: Any, state: dict[str, Any], name: str) -> None:
+    """Load ``state`` into ``module`` when its keys and shapes are exactly the module's, else WeightsError."""
     expected = set(module.state_dict())
     given = set(state)
     missing, unexpected = sorted(expected - given), sorted(given - expected)

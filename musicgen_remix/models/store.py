@@ -72,6 +72,7 @@ class ModelStore:
         self._pinned: Loaded | None = None
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._mbd: MultiBandDiffusion | None = None
+        self._mbd_failure: tuple[tuple[int, int] | None, WeightsError] | None = None
         self._lock = threading.RLock()
 
     # -- what callers ask for ------------------------------------------------------------------------
@@ -100,15 +101,31 @@ class ModelStore:
             path, self._asset("encodec-32khz"), self.device), name=f"fine-tune {digest[:12]}")
 
     def mbd(self) -> MultiBandDiffusion:
-        with self._lock:
-            if self._mbd is None:
-                import torch
+        """MultiBand Diffusion, loaded on first use and kept.
 
-                logger.info("loading MultiBand Diffusion")
+        A file that fails to load is reported with the same :class:`WeightsError` on every later request
+        without being read again, until the file itself changes (e.g. it is fetched anew).
+        """
+        with self._lock:
+            if self._mbd is not None:
+                return self._mbd
+            path = self._asset("mbd")
+            stamp = _file_stamp(path)
+            if self._mbd_failure is not None and self._mbd_failure[0] == stamp:
+                raise self._mbd_failure[1]
+            import torch
+
+            logger.info("loading MultiBand Diffusion")
+            try:
                 # Loaded lazily, often after the request's seed was applied: building the model draws from
                 # the global RNG, which would make the first MBD request differ from later ones with that seed.
                 with torch.random.fork_rng():
-                    self._mbd = load_mbd(self._asset("mbd"), self._asset("encodec-32khz"), self.device)
+                    self._mbd = load_mbd(path, self._asset("encodec-32khz"), self.device)
+            except WeightsError as exc:
+                self._mbd_failure = (stamp, exc)
+                logger.error("MultiBand Diffusion is unusable until %s changes: %s", path, exc)
+                raise
+            self._mbd_failure = None
             return self._mbd
 
     def pin(self, loaded: Loaded) -> None:
@@ -159,6 +176,15 @@ class ModelStore:
 
             fetch([name], self.root, manifest=self._manifest)
         return path
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of ``path``; None when it does not exist."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def sha256_file(path: Path) -> str:

@@ -1,38 +1,22 @@
 """Tests for musicgen_remix.analysis, scored with mir_eval on songs with known beats and chords.
 
-The songs come from ``tests/music.py`` (pretty_midi + fluidsynth). They are rendered once per test process
+The songs come from ``fixtures/songs.py`` (pretty_midi + fluidsynth). They are rendered once per test process
 into a temporary directory and shared by the test modules; the directory is removed at exit.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import mir_eval
 import numpy as np
 
+from fixtures.songs import have_fluidsynth, render_song
 
-def _load_music() -> ModuleType:
-    # Loaded by path so that it works in any pytest import mode (tests/ is not a package).
-    name = "musicgen_remix_test_music"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "music.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-music = _load_music()
-have_fluidsynth = music.have_fluidsynth
-render_song = music.render_song
+__all__ = ["have_fluidsynth", "render_song"]
 
 
 @dataclass(frozen=True)

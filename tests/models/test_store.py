@@ -168,3 +168,33 @@ def test_finetune_with_a_known_digest_is_not_hashed_again(tiny_weights: Path,
     monkeypatch.setattr(store_module, "sha256_file", lambda _: pytest.fail("hashed again"))
     loaded = store.finetune(path, digest=digest)
     assert loaded.key == f"finetune:{digest}"
+
+
+def _weights_with_mbd(tiny_weights: Path, tmp_path: Path, content: bytes) -> Path:
+    """A copy of the tiny weights root whose MBD file holds ``content``."""
+    root = tmp_path / "weights"
+    shutil.copytree(tiny_weights, root)
+    (root / "facebook" / "multiband-diffusion" / "mbd_musicgen_32khz.th").write_bytes(content)
+    return root
+
+
+def test_unusable_mbd_is_reported_once_and_not_read_again(tiny_weights: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import musicgen_remix.models.store as store_module
+
+    root = _weights_with_mbd(tiny_weights, tmp_path, b"not a checkpoint")
+    calls = []
+    real_load = store_module.load_mbd
+    monkeypatch.setattr(store_module, "load_mbd", lambda *a: (calls.append(a), real_load(*a))[1])
+    store = ModelStore(root, "cpu")
+    errors = []
+    for _ in range(3):
+        with pytest.raises(WeightsError, match="mbd_musicgen_32khz.th is not a readable torch checkpoint") as info:
+            store.mbd()
+        errors.append(info.value)
+    assert len(calls) == 1 and errors[0] is errors[1] is errors[2]
+    # A new file (fetched again, say) is tried once more, and works.
+    good = tiny_weights / "facebook" / "multiband-diffusion" / "mbd_musicgen_32khz.th"
+    shutil.copy(good, root / "facebook" / "multiband-diffusion" / "mbd_musicgen_32khz.th")
+    assert store.mbd() is store.mbd()
+    assert len(calls) == 2

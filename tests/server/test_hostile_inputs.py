@@ -371,7 +371,7 @@ def test_remix_requests_leave_at_most_one_directory(remix_server: CogServer) -> 
 
 
 def test_servers_are_correct_after_all_of_the_above(servers: dict[str, CogServer], tmp_path: Path) -> None:
-    from music import have_fluidsynth, render_song
+    from fixtures.songs import have_fluidsynth, render_song
 
     generate = servers["generate"]
     first = generate.predict({**GENERATE, "seed": 7}).json()

@@ -46,7 +46,7 @@ def remix_server(cog_servers: StartServer) -> CogServer:
 @pytest.fixture(scope="module")
 def song(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, float]:
     """A rendered 4-bar song at 120 bpm (8 s of music plus the synth's release), as a data URI, and its length."""
-    from music import have_fluidsynth, render_song
+    from fixtures.songs import have_fluidsynth, render_song
 
     if not have_fluidsynth():
         pytest.skip("fluidsynth and the GM soundfont are needed to render the test song")
