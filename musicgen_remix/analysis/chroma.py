@@ -1,9 +1,16 @@
 """Chord segments to a frame-wise chroma: the conditioning signal of chord-guided generation.
 
 Each frame holds the pitch classes of the chord sounding at its centre as a multi-hot 12-vector
-(C = bin 0 ... B = bin 11) scaled by a coefficient; ``N`` and unlabelled time are all zeros. Segments
-shorter than ``min_chord_s`` are first absorbed into a neighbour so that recognition flicker (a 0.1 s chord
-between two long ones) does not reach the conditioning.
+(C = bin 0 ... B = bin 11) scaled by a coefficient; ``N`` and unlabelled time are all zeros.
+
+Parity with what MusicGen-Chord saw (sakemin's ``ChordExtractor.forward`` in cog-musicgen-chord's
+``audiocraft/modules/chord_chroma.py``): recognised chords become frames at ``round(time * frame_rate)``
+boundaries, a song covers ``round(duration * frame_rate)`` frames (the period a short song is cycled
+with), and the multi-hot frames are denoised by a 7-frame majority vote per pitch class (a moving average
+zero-padded by 3 frames, kept where it exceeds 0.5), which drops chords shorter than about 0.45 s. His
+text-chord path is not denoised, and neither are chords a caller gives (:func:`chords_to_chroma`'s
+``denoise``). One difference, kept on purpose: the vote runs over the whole song, where his ran per
+30 s generation window and so thinned chords at every window edge.
 """
 
 from __future__ import annotations
@@ -36,13 +43,18 @@ def check_chroma_coefficient(value: float) -> float:
     return number
 
 
+DENOISE_FRAMES = 7
+"""Frames of sakemin's majority vote (``denoise_window_size``): about 0.89 s at 7.83 frames/s."""
+DENOISE_THRESHOLD = 0.5
+
+
 def chords_to_chroma(
     chords: Sequence[Chord],
     duration: float,
     frame_rate: float,
     *,
     coefficient: float = 1.0,
-    min_chord_s: float = 0.25,
+    denoise: bool = True,
 ) -> np.ndarray:
     """Render chord segments as a frame-wise multi-hot chroma.
 
@@ -50,45 +62,54 @@ def chords_to_chroma(
 
     1. The segments are laid on ``[0, duration]``: clipped, gaps become ``N``, and a segment overlapped by a
        later-starting one ends where that one starts.
-    2. Flicker is smoothed: while some segment is shorter than ``min_chord_s`` and others remain, the
-       shortest is absorbed into its longer neighbour (the previous one on a tie, the only one at either end)
-       and equal neighbours are merged.
-    3. Frame ``i`` covers ``[i / frame_rate, (i + 1) / frame_rate)`` and takes the chord at its centre: the
+    2. Frame ``i`` covers ``[i / frame_rate, (i + 1) / frame_rate)`` and takes the chord at its centre: the
        pitch classes of ``mir_eval.chord.encode`` (root, quality, added degrees with extensions folded into
-       the octave, and the bass note) rotated from the root to absolute pitch classes, times ``coefficient``.
+       the octave, and the bass note) rotated from the root to absolute pitch classes.
+    3. With ``denoise``, each pitch class keeps only frames where most of the 7 frames around it sound it
+       (recognition flicker shorter than about 0.45 s disappears), as MusicGen-Chord's own extractor did.
+    4. Every value is multiplied by ``coefficient``.
 
     Args:
         chords: Harte-labelled segments in seconds, in any order.
-        duration: seconds to cover; the chroma has ``ceil(duration * frame_rate)`` frames.
+        duration: seconds to cover; the chroma has ``round(duration * frame_rate)`` frames.
         frame_rate: frames per second.
         coefficient: value of a sounding pitch class, see :func:`check_chroma_coefficient`.
-        min_chord_s: segments shorter than this are absorbed; 0 keeps every segment.
+        denoise: apply the majority vote (recognised chords); False for chords a caller wrote.
 
     Returns:
         float32 ``[frames, 12]``.
 
     Raises:
-        InputError: for an invalid ``chroma_coefficient``, a negative or non-finite ``duration`` or
-            ``min_chord_s``, a non-positive ``frame_rate``, or a label mir_eval cannot read.
+        InputError: for an invalid ``chroma_coefficient``, a negative or non-finite ``duration``, a
+            non-positive ``frame_rate``, or a label mir_eval cannot read.
     """
     coefficient = check_chroma_coefficient(coefficient)
     if not (math.isfinite(duration) and duration >= 0):
         raise InputError("duration", duration, "a non-negative number of seconds")
     if not (math.isfinite(frame_rate) and frame_rate > 0):
         raise InputError("frame_rate", frame_rate, "a positive number of frames per second")
-    if not (math.isfinite(min_chord_s) and min_chord_s >= 0):
-        raise InputError("min_chord_s", min_chord_s, "a non-negative number of seconds")
 
-    # A tiny tolerance keeps 10.0 s at 50 fps at 500 frames despite floating-point error.
-    frames = max(0, math.ceil(duration * frame_rate - 1e-6))
+    frames = round(duration * frame_rate)
     if frames == 0:
         return np.zeros((0, 12), dtype=np.float32)
-    segments = smooth_chords(tile_chords(chords, duration), min_chord_s)
+    segments = tile_chords(chords, duration)
     centres = (np.arange(frames) + 0.5) / frame_rate
     ends = np.array([segment.end for segment in segments])
     index = np.minimum(np.searchsorted(ends, centres, side="right"), len(segments) - 1)
-    table = np.stack([pitch_classes(segment.label) for segment in segments]) * np.float32(coefficient)
-    return table[index].astype(np.float32, copy=False)
+    chroma = np.stack([pitch_classes(segment.label) for segment in segments])[index]
+    if denoise:
+        chroma = majority_vote(chroma, DENOISE_FRAMES, DENOISE_THRESHOLD)
+    return (chroma * np.float32(coefficient)).astype(np.float32, copy=False)
+
+
+def majority_vote(chroma: np.ndarray, window: int, threshold: float) -> np.ndarray:
+    """Per pitch class, 1 where the mean of the ``window`` frames centred on a frame (zeros beyond the
+    ends) exceeds ``threshold``, else 0. ``chroma``: ``[frames, 12]`` of 0/1; ``window`` odd."""
+    pad = (window - 1) // 2
+    padded = np.pad(chroma.astype(np.float32), ((pad + 1, pad), (0, 0)))
+    sums = np.cumsum(padded, axis=0)
+    mean = (sums[window:] - sums[:-window]) / window
+    return (mean > threshold).astype(np.float32)
 
 
 def tile_chords(chords: Sequence[Chord], duration: float) -> list[Chord]:
@@ -110,26 +131,6 @@ def tile_chords(chords: Sequence[Chord], duration: float) -> list[Chord]:
     if cursor < duration or not tiles:
         tiles.append(Chord(cursor, duration, NO_CHORD))
     return merge_chords(tiles)
-
-
-def smooth_chords(segments: Sequence[Chord], min_chord_s: float) -> list[Chord]:
-    """Absorb segments shorter than ``min_chord_s`` into a neighbour, shortest first (rule: see
-    :func:`chords_to_chroma`). ``segments`` must be contiguous, as :func:`tile_chords` returns them."""
-    result = merge_chords(segments)
-    while len(result) > 1:
-        lengths = [s.end - s.start for s in result]
-        i = int(np.argmin(lengths))
-        if lengths[i] >= min_chord_s:
-            break
-        before = lengths[i - 1] if i > 0 else -1.0
-        after = lengths[i + 1] if i + 1 < len(result) else -1.0
-        if before >= after:
-            result[i - 1] = Chord(result[i - 1].start, result[i].end, result[i - 1].label)
-        else:
-            result[i + 1] = Chord(result[i].start, result[i + 1].end, result[i + 1].label)
-        del result[i]
-        result = merge_chords(result)
-    return result
 
 
 @functools.lru_cache(maxsize=512)

@@ -7,8 +7,9 @@ class ``ChromaChordConditioner``, a ``ChromaStemConditioner`` subclass) that con
 melody's STFT chroma extractor with a BTC chord recogniser (``chord_chroma.py``, ``ChordExtractor``) and
 feeds the LM a *multi-hot* chord chroma ``[B, frames, 12]``, projected by the same
 ``output_proj = Linear(12, dim)`` as the melody model and prepended to the text. Nothing is argmaxed or
-normalised (the ``argmax`` key of the config is ignored by his conditioner); the Replicate models'
-``chroma_coefficient`` multiplies the multi-hot chroma. Null conditions (classifier-free guidance) have
+normalised (the ``argmax`` key of the config is ignored by his conditioner). His predictors set a
+``chroma_coefficient`` that only his text-chord path read (the remixer's audio path never did); here it
+multiplies every chord chroma, as the remix schema promises. Null conditions (classifier-free guidance) have
 length 0 and are masked to zero embeddings.
 
 What this module provides:

@@ -8,8 +8,8 @@ the worker allocate gigabytes before a single tensor is compared.
 
 So, before any builder sees a caller's config:
 
-1. :func:`inert_config` takes the raw tree without resolving anything, drops the ``hydra`` launcher node
-   (Hydra's run directories, ``${now:...}``; no model builder reads it), refuses any resolver
+1. :func:`inert_config` takes the raw tree without resolving anything, drops the launcher nodes
+   (:data:`LAUNCHER_KEYS`: ``hydra``, ``dora``, ``slurm``; no model builder reads them), refuses any resolver
    interpolation left anywhere (naming its key, never its text), resolves the node interpolations
    (``${sample_rate}``), which only copy values within the config, and rebuilds the config from plain
    values, so nothing downstream can resolve anything.
@@ -32,7 +32,10 @@ from musicgen_remix.errors import WeightsError
 
 SAMPLE_RATE = 32000
 KNOWN_ENCODECS = frozenset({"//pretrained/facebook/encodec_32khz", "facebook/encodec_32khz"})
-LAUNCHER_KEY = "hydra"
+# Launcher settings a dora/Hydra training config carries that no model builder reads: Hydra's run
+# directories (``${now:...}``), dora's output folder (``${oc.env:USER}`` in audiocraft's stock config.yaml)
+# and the SLURM options. Dropped before the config is checked.
+LAUNCHER_KEYS = ("hydra", "dora", "slurm")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def inert_config(raw: Any, source: str) -> Any:
         raise WeightsError(f"{source}: 'xp.cfg' is not a readable config ({type(exc).__name__})") from None
     if not isinstance(tree, dict):
         raise WeightsError(f"{source}: 'xp.cfg' is not a mapping")
-    tree.pop(LAUNCHER_KEY, None)
+    for key in LAUNCHER_KEYS:
+        tree.pop(key, None)
     for key, text in _strings(tree):
         if _calls_resolver(text):
             raise WeightsError(f"{source}: config key {key} calls an OmegaConf resolver (${{name:...}}); a "

@@ -78,8 +78,9 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     # 3. Beats, downbeats and tempo of the song.
     beats = track_beats(song)
     # 4. Chords: the caller's progression, or recognised on the drumless mix.
-    if req.chords and req.chords.strip():
-        chords = parse_chord_progression(req.chords, beats.downbeats, song.duration)
+    written = bool(req.chords and req.chords.strip())
+    if written:
+        chords = parse_chord_progression(req.chords, beats.downbeats, song.duration)  # type: ignore[arg-type]
     else:
         chords = recognize_chords(stems.drumless, large_vocabulary=req.large_chord_voca)
     analysis = Analysis.from_results(song.duration, song.sample_rate, beats, chords)
@@ -88,9 +89,10 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     # 5. Generate an instrumental for the whole song over its chords (windowed, chroma advancing).
     seed = resolve_seed(req.seed)
     apply_seed(seed)
-    description = prompt if beats.bpm is None else f"{prompt}, bpm: {round(beats.bpm)}"
+    description = prompt_with_tempo(prompt, beats.bpm)
     spec = conditioner.spec
-    chroma = torch.from_numpy(chords_to_chroma(chords, song.duration, spec.frame_rate))
+    # Recognised chords are denoised as MusicGen-Chord's own extractor did; written ones are kept as written.
+    chroma = torch.from_numpy(chords_to_chroma(chords, song.duration, spec.frame_rate, denoise=not written))
     coefficient = float(req.chroma_coefficient)
     model = loaded.model
     tokens = generate_windows(
@@ -117,6 +119,12 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
         result = _write_extras(result, req, out_dir, song, mixed.instrumental, stems.vocal, plan, threshold,
                                extras_format or req.output_format)
     return result
+
+
+def prompt_with_tempo(prompt: str, bpm: float | None) -> str:
+    """The text the chord model is given: sakemin's remixer appended ``", bpm : N"`` (a whole number; his
+    analyser's tempo was one already, ours is rounded to the nearest)."""
+    return prompt if bpm is None else f"{prompt}, bpm : {round(bpm)}"
 
 
 def read_song(path: Path) -> Audio:

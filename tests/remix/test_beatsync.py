@@ -384,8 +384,7 @@ E2E_MAX_S = 0.020
 @needs_beats
 @needs_rubberband
 def test_end_to_end_sync_lands_every_downbeat_on_the_song(tmp_path):
-    from music import have_fluidsynth, render_song
-
+    from fixtures.songs import have_fluidsynth, render_song
     from musicgen_remix.analysis.beats import track_beats
     from musicgen_remix.audio import read_audio
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
-from music import have_fluidsynth, render_song
 
+from fixtures.songs import have_fluidsynth, render_song
 from musicgen_remix.audio import LOUDNESS_CEILING_DBFS, LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio
 from musicgen_remix.errors import AudioError, InputError
 from musicgen_remix.remix.beatsync import AUTO_THRESHOLD_BEATS
@@ -498,3 +498,11 @@ def test_unusable_music_input_is_an_audio_error(service: Any, tmp_path: Path, ca
     assert caught.value.field == "music_input"
     assert service.separator.calls == calls
     assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize(("bpm", "expected"), [(None, "bossa nova"), (119.6, "bossa nova, bpm : 120"),
+                                               (72.0, "bossa nova, bpm : 72")])
+def test_the_prompt_carries_the_tempo_as_sakemins_remixer_wrote_it(bpm: float | None, expected: str) -> None:
+    from musicgen_remix.remix.pipeline import prompt_with_tempo
+
+    assert prompt_with_tempo("bossa nova", bpm) == expected
