@@ -159,7 +159,7 @@ def main() -> None:
 def _weights_root(work: Path) -> Path:
     if os.environ.get(WEIGHTS_ENV):
         return Path(os.environ[WEIGHTS_ENV])
-    from musicgen_remix.weights.tiny import write_tiny_weights
+    from fixtures.weights import write_tiny_weights
 
     root = work / "weights"
     start = time.perf_counter()

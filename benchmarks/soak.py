@@ -92,7 +92,7 @@ CASES = [
 def _weights() -> tuple[Path, tempfile.TemporaryDirectory | None]:
     if os.environ.get("MUSICGEN_REMIX_WEIGHTS"):
         return Path(os.environ["MUSICGEN_REMIX_WEIGHTS"]), None
-    from musicgen_remix.weights.tiny import write_tiny_weights
+    from fixtures.weights import write_tiny_weights
 
     holder = tempfile.TemporaryDirectory(prefix="soak-weights-")
     root = Path(holder.name)

@@ -43,10 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_remix(sub.add_parser("remix", help="re-arrange a song over its own chords, keeping its vocals"))
     _add_analyze(sub.add_parser("analyze", help="tempo, beats, downbeats and chords of a song"))
     _add_sync(sub.add_parser("sync", help="time-stretch AUDIO so its downbeats land on REF's"))
-    _add_weights(sub.add_parser("weights", help="list, fetch or write (tiny) weights"))
-    from musicgen_remix.bench import add_bench_parser
-
-    add_bench_parser(sub)
+    _add_weights(sub.add_parser("weights", help="list or fetch weights"))
     return parser
 
 
@@ -284,9 +281,6 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("list", help="assets, licences and what is on disk")
     listing.add_argument("--root", type=Path, default=None)
     listing.set_defaults(func=_run_list)
-    tiny = sub.add_parser("tiny", help="write tiny random weights in the release formats (offline tests)")
-    tiny.add_argument("dir", type=Path)
-    tiny.set_defaults(func=_run_tiny)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
@@ -303,13 +297,4 @@ def _run_list(args: argparse.Namespace) -> int:
     for row in list_assets(args.root):
         size = f"{row.size / 1e6:,.0f} MB" if row.size else "?"
         sys.stdout.write(f"{row.name:30} {row.kind:9} {row.state:9} {size:>10}  {row.licence}\n")
-    return 0
-
-
-def _run_tiny(args: argparse.Namespace) -> int:
-    from musicgen_remix.weights.tiny import write_tiny_weights
-
-    written = write_tiny_weights(args.dir)
-    sys.stdout.write(f"wrote {len(written)} files under {args.dir}\n"
-                     f"use them with: MUSICGEN_REMIX_WEIGHTS={args.dir}\n")
     return 0

@@ -15,14 +15,15 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-_TINY_SOURCES = ["musicgen_remix/weights/tiny.py", "musicgen_remix/weights/tiny_chord.py",
-                 "musicgen_remix/models/configs.py", "musicgen_remix/models/chord.py", "weights/manifest.toml"]
 
 
 def _tiny_dir() -> Path:
+    """Keyed by everything the tiny weights are made from: the fixtures (writers and config tree) and the manifest."""
     digest = hashlib.sha256()
-    for rel in _TINY_SOURCES:
-        digest.update((REPO / rel).read_bytes())
+    for path in sorted((REPO / "fixtures").rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml"):
+            digest.update(str(path.relative_to(REPO)).encode() + path.read_bytes())
+    digest.update((REPO / "weights" / "manifest.toml").read_bytes())
     return REPO / ".cache" / f"tiny-weights-{digest.hexdigest()[:12]}"
 
 
@@ -38,7 +39,7 @@ def tiny_weights() -> Path:
     with open(root.parent / f"{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest sessions must not write the same directory
         if not done.exists():
-            from musicgen_remix.weights.tiny import write_tiny_weights
+            from fixtures.weights import write_tiny_weights
 
             write_tiny_weights(root)
             done.write_text("ok")

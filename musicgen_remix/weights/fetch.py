@@ -263,7 +263,7 @@ def _fetch_file(
     _write_sidecar(dest, digest)
     if file.sha256 is None:
         logger.warning(
-            "%s has no sha256 in the manifest; recorded the downloaded file's sha256 %s", label, digest
+            "%s has no full sha256 in the manifest; recorded the downloaded file's sha256 %s", label, digest
         )
 
 
@@ -363,10 +363,10 @@ def _check_download(part: Path, file: AssetFile, digest: str) -> None:
     if file.size is not None and size != file.size:
         _discard(part)
         raise _size_error(file, str(size))
-    if file.sha256 is not None and digest != file.sha256:
+    if not file.accepts(digest):
         _discard(part)
         raise WeightsError(
-            f"sha256 mismatch for {file.filename} from {file.url}: expected {file.sha256}, "
+            f"sha256 mismatch for {file.filename} from {file.url}: expected {file.expected_hash}, "
             f"got {digest}; the download was deleted"
         )
 
@@ -383,10 +383,10 @@ def _present_and_verified(dest: Path, file: AssetFile) -> bool:
         logger.warning("%s has %d bytes, expected %d; downloading it again", dest, size, file.size)
     else:
         digest = _hash_file(dest).hexdigest()
-        if file.sha256 is None or digest == file.sha256:
+        if file.accepts(digest):
             _write_sidecar(dest, digest)
             return True
-        logger.warning("%s has sha256 %s, expected %s; downloading it again", dest, digest, file.sha256)
+        logger.warning("%s has sha256 %s, expected %s; downloading it again", dest, digest, file.expected_hash)
     dest.unlink()
     sidecar.unlink(missing_ok=True)
     return False
@@ -404,7 +404,7 @@ def _sidecar_valid(dest: Path, file: AssetFile) -> bool:
     return (
         fresh
         and re.fullmatch(r"[0-9a-f]{64}", recorded) is not None
-        and (file.sha256 is None or recorded == file.sha256)
+        and file.accepts(recorded)
         and (file.size is None or size == file.size)
     )
 

@@ -61,7 +61,7 @@ _REQUIRED_FILES: dict[str, frozenset[str]] = {
 _ASSET_KEYS = frozenset(
     {"kind", "hf", "revision", "files", "url", "size", "sha256", "licence", "description"}
 )
-_FILE_KEYS = frozenset({"name", "size", "sha256"})
+_FILE_KEYS = frozenset({"name", "size", "sha256", "sha256_prefix"})
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -70,6 +70,7 @@ _REPO_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?
 _REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_HASH_PREFIX_DIGITS_RE = re.compile(r"[0-9a-f]{8,64}")
 # torch.hub's check_hash convention: "<name>-<sha256 prefix>.<ext>", e.g. 955717e8-8726e21a.th.
 _HASH_PREFIX_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
@@ -84,6 +85,8 @@ class AssetFile:
         size: expected size in bytes, when a public source gives it.
         sha256: expected lowercase hex SHA-256, when a public source gives it.
         dest: POSIX path of the file relative to the weights root.
+        sha256_prefix: the first hex digits of the SHA-256, when that is all the publisher named (audiocraft's
+            first release named its files ``<sig>-<sha256 prefix>.th``, as torch.hub's ``check_hash`` wants).
     """
 
     filename: str
@@ -91,6 +94,18 @@ class AssetFile:
     size: int | None
     sha256: str | None
     dest: str
+    sha256_prefix: str | None = None
+
+    def accepts(self, digest: str) -> bool:
+        """Whether a file whose SHA-256 is ``digest`` is this file, as far as the manifest knows."""
+        if self.sha256 is not None:
+            return digest == self.sha256
+        return self.sha256_prefix is None or digest.startswith(self.sha256_prefix)
+
+    @property
+    def expected_hash(self) -> str | None:
+        """The hash (or prefix) a download is checked against, for messages."""
+        return self.sha256 or (f"{self.sha256_prefix}..." if self.sha256_prefix else None)
 
     def path(self, root: Path) -> Path:
         """The file's absolute location under ``root``."""
@@ -298,9 +313,9 @@ def _parse_hf_asset(
 
     files = []
     for entry in entries:
-        filename, size, sha256 = _parse_file_entry(name, entry)
+        filename, size, sha256, prefix = _parse_file_entry(name, entry)
         url = hf_file_url(endpoint, repo, revision, filename)
-        files.append(AssetFile(filename, url, size, sha256, f"{base}/{filename}"))
+        files.append(AssetFile(filename, url, size, sha256, f"{base}/{filename}", prefix))
     _check_unique_files(name, files)
     required = _REQUIRED_FILES.get(kind, frozenset())
     missing = required - {f.filename for f in files}
@@ -353,10 +368,10 @@ def _parse_url_asset(
     )
 
 
-def _parse_file_entry(name: str, entry: Any) -> tuple[str, int | None, str | None]:
+def _parse_file_entry(name: str, entry: Any) -> tuple[str, int | None, str | None, str | None]:
     if isinstance(entry, str):
         _check_relative_path(name, entry)
-        return entry, None, None
+        return entry, None, None, None
     if not isinstance(entry, dict):
         raise WeightsError(f"[assets.{name}] files entries must be names or {{ name = ... }} tables")
     unknown = set(entry) - _FILE_KEYS
@@ -366,7 +381,15 @@ def _parse_file_entry(name: str, entry: Any) -> tuple[str, int | None, str | Non
     if not isinstance(filename, str):
         raise WeightsError(f'[assets.{name}] a files entry needs name = "<file>"')
     _check_relative_path(name, filename)
-    return filename, _size(entry.get("size"), name), _sha256(entry.get("sha256"), name)
+    sha256 = _sha256(entry.get("sha256"), name)
+    prefix = entry.get("sha256_prefix")
+    if prefix is not None:
+        if not isinstance(prefix, str) or not _HASH_PREFIX_DIGITS_RE.fullmatch(prefix.lower()):
+            raise WeightsError(f"[assets.{name}] sha256_prefix={prefix!r} must be 8 to 64 hex digits")
+        prefix = prefix.lower()
+        if sha256 is not None and not sha256.startswith(prefix):
+            raise WeightsError(f"[assets.{name}] sha256 {sha256} does not start with sha256_prefix {prefix!r}")
+    return filename, _size(entry.get("size"), name), sha256, prefix
 
 
 def _text(table: dict[str, Any], key: str, name: str) -> str:

@@ -277,19 +277,16 @@ def test_warm_up_is_a_no_op_on_cpu(models) -> None:
 
 
 def test_bench_decode_reports_json(tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The benchmark CLI on the tiny architecture: its last line is one JSON object with the figures."""
-    import argparse
+    """``python -m benchmarks.decode`` on the tiny architecture: its last line is one JSON object with the figures."""
     import json
 
-    from musicgen_remix import bench
+    from benchmarks import decode
 
-    parser = argparse.ArgumentParser()
-    bench.add_bench_parser(parser.add_subparsers())
-    args = parser.parse_args(["bench", "decode", "--arch", "tiny", "--seconds", "0.3", "--repeats", "1", "--json"])
-    assert args.func(args) == 0
+    assert decode.main(["--arch", "tiny", "--seconds", "0.3", "--repeats", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["tokens_equal"] is True and result["tokens_equal_sampled"] is True and result["fast_path"]
     assert result["steps"] == 15 + 3 and result["stock_steps_per_s"] > 0 and result["ours_steps_per_s"] > 0
     assert result["ratio"] > 0 and result["peak_mem_bytes"] >= 0 and result["bound_steps_per_s"] is None
-    with pytest.raises(InputError, match="--seconds"):
-        bench.main_bench_decode(["--arch", "tiny", "--seconds", "0"])
+    with pytest.raises(SystemExit):
+        decode.main(["--arch", "tiny", "--seconds", "0"])
+    assert "--seconds=0.0 is not allowed" in capsys.readouterr().err

@@ -15,17 +15,13 @@ STEREO = {"musicgen-chord": False, "musicgen-chord-large": False, "musicgen-ster
 
 
 @pytest.fixture(scope="module")
-def chord_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Tiny chord checkpoints in a private root that shares the tiny t5-base (no writes to the shared cache)."""
+def chord_root(tiny_weights: Path) -> Path:
+    """The tiny weights root, whose chord checkpoints were made as sakemin's trainer makes them
+    (``fixtures.weights``: a dora-composed config, the LM state with BTC's weights)."""
     from musicgen_remix.models.hub import use_weights_root
-    from musicgen_remix.weights.manifest import HF_CACHE_SUBDIR
-    from musicgen_remix.weights.tiny_chord import write_tiny_chord_checkpoints
 
-    root = tmp_path_factory.mktemp("chord-weights")
-    (root / HF_CACHE_SUBDIR).symlink_to(tiny_weights / HF_CACHE_SUBDIR, target_is_directory=True)
-    write_tiny_chord_checkpoints(root)
-    yield root
     use_weights_root(tiny_weights)
+    return tiny_weights
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +64,7 @@ def test_tiny_checkpoint_is_in_sakemins_layout(chord_root: Path, name: str) -> N
     assert set(pkg) == {"xp.cfg", "model"}
     cfg = pkg["xp.cfg"]
     assert isinstance(cfg, DictConfig)
+    assert cfg._metadata.resolver_cache["now"]  # composed by dora with Hydra, as the real files were
     assert cfg.conditioners.self_wav.model == "chroma_chord"
     assert cfg.conditioners.self_wav.chroma_chord.sample_rate == 32000  # an interpolation, as in training
     assert cfg.transformer_lm.n_q == (8 if STEREO[name] else 4)
@@ -138,18 +135,18 @@ def test_loads_a_checkpoint_without_recognizer_weights(chord_root: Path, encodec
 
 
 def test_refuses_a_melody_finetune(tiny_weights: Path, encodec_dir: Path) -> None:
+    from fixtures.weights import finetune_path
     from musicgen_remix.models.chord import load_chord_model
-    from musicgen_remix.weights.tiny import finetune_path
 
     with pytest.raises(WeightsError, match="chroma_chord"):
         load_chord_model(finetune_path(tiny_weights, "melody-a"), encodec_dir, "cpu")
 
 
 def test_map_chord_config_leaves_its_input_alone() -> None:
+    from fixtures.training import chord_overrides, compose
     from musicgen_remix.models.chord import map_chord_config
-    from musicgen_remix.weights.tiny_chord import chord_training_config
 
-    cfg = chord_training_config(stereo=False)
+    cfg = compose(chord_overrides())
     built, spec = map_chord_config(cfg)
     assert "self_wav" not in built.conditioners and "self_wav" in cfg.conditioners
     assert list(built.fuser.prepend) == ["self_wav", "description"]

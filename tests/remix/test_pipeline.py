@@ -399,7 +399,7 @@ def test_description_carries_the_songs_tempo(remix: Remixer, song: Song) -> None
     assert run.result.analysis.bpm is not None and round(run.result.analysis.bpm) == round(song.bpm)
     assert run.descriptions  # at least one window, plus the null condition's copy
     for description in run.descriptions:
-        assert description == f"{PROMPT}, bpm: {round(song.bpm)}"
+        assert description == f"{PROMPT}, bpm : {round(song.bpm)}"
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def test_checkpoint_that_would_create_a_file_is_refused(server: CogServer, files
     torch.save({"xp.cfg": "{}", "model": payload(marker)}, evil)
     data = evil.read_bytes()
     error = failure(server, files.add(f"/evil-{payload.__name__}.th", data))
-    assert "refused to load" in error and "allow-list" in error, error
+    assert "refused to load" in error and "nothing from the file was run" in error, error
     assert not marker.exists()
     assert not (cache_dir / f"{sha(data)}.th").exists()  # not kept for a later request
 

@@ -426,3 +426,36 @@ def test_main_weights_fetch_fails_cleanly_on_unknown_name(
 ) -> None:
     assert main_weights_fetch(["no-such-asset"], tmp_path) == 1
     assert "no-such-asset" in caplog.text and "musicgen-melody" in caplog.text
+
+
+def _prefixed_release(tmp_path: Path, server: FakeServer, lm: bytes, prefix: str) -> dict[str, Asset]:
+    server.add(f"/facebook/musicgen-medium/resolve/{REV}/state_dict.bin", lm)
+    server.add(f"/facebook/musicgen-medium/resolve/{REV}/compression_state_dict.bin", _payload(100, 5))
+    return _manifest(tmp_path, server, f"""
+[assets.musicgen-medium]
+kind = "musicgen"
+hf = "facebook/musicgen-medium"
+revision = "{REV}"
+files = [{{ name = "state_dict.bin", sha256_prefix = "{prefix}" }}, "compression_state_dict.bin"]
+licence = "CC-BY-NC-4.0"
+description = "medium"
+""")
+
+
+def test_publisher_sha256_prefix_accepts_the_right_file(tmp_path: Path, server: FakeServer) -> None:
+    lm = _payload(5_000, 6)
+    manifest = _prefixed_release(tmp_path, server, lm, _sha(lm)[:10])
+    (path,) = fetch(["musicgen-medium"], tmp_path / "root", manifest=manifest, retries=0)
+    assert (path / "state_dict.bin").read_bytes() == lm
+    # Verified once: a second fetch trusts the sidecar and downloads nothing.
+    before = len(server.requests)
+    fetch(["musicgen-medium"], tmp_path / "root", manifest=manifest, retries=0)
+    assert len(server.requests) == before
+
+
+def test_publisher_sha256_prefix_refuses_another_file(tmp_path: Path, server: FakeServer) -> None:
+    lm = _payload(5_000, 7)
+    manifest = _prefixed_release(tmp_path, server, lm, "fbc9f401db")
+    with pytest.raises(WeightsError, match=r"expected fbc9f401db\.\.\., got " + _sha(lm)):
+        fetch(["musicgen-medium"], tmp_path / "root", manifest=manifest, retries=0)
+    assert not (tmp_path / "root" / "facebook" / "musicgen-medium" / "state_dict.bin").exists()

@@ -184,3 +184,37 @@ def test_invalid_manifests_are_rejected(tmp_path: Path, text: str, message: str)
 def test_missing_manifest_file(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="not found"):
         load_manifest(tmp_path / "nope.toml")
+
+
+def test_publisher_prefixes_of_the_first_release_are_registered() -> None:
+    from musicgen_remix.weights.manifest import load_manifest
+
+    manifest = load_manifest()
+    prefixes = {name: manifest[name].files[0].sha256_prefix for name in
+                ("musicgen-medium", "musicgen-large", "musicgen-melody")}
+    assert prefixes == {"musicgen-medium": "fbc9f401db", "musicgen-large": "1f0cf17b5e",
+                        "musicgen-melody": "61305ffc49"}
+    assert all(manifest[name].files[0].filename == "state_dict.bin" for name in prefixes)
+    # musicgen-small's full hash starts with its own first-release prefix: the hub file is the v0 file.
+    assert manifest["musicgen-small"].files[0].sha256.startswith("830fe5771e")
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ('{ name = "state_dict.bin", sha256_prefix = "xyz" }', "must be 8 to 64 hex digits"),
+    ('{ name = "state_dict.bin", sha256_prefix = "abcdef0123", sha256 = "' + "0" * 64 + '" }',
+     "does not start with sha256_prefix"),
+])
+def test_bad_sha256_prefix_is_refused(tmp_path: Path, entry: str, problem: str) -> None:
+    from musicgen_remix.weights.manifest import load_manifest
+
+    path = tmp_path / "manifest.toml"
+    path.write_text(f'''[assets.m]
+kind = "musicgen"
+hf = "facebook/musicgen-medium"
+revision = "main"
+files = [{entry}, "compression_state_dict.bin"]
+licence = "CC-BY-NC-4.0"
+description = "x"
+''')
+    with pytest.raises(WeightsError, match=problem):
+        load_manifest(path)

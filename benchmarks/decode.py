@@ -1,14 +1,15 @@
-"""``python -m musicgen_remix bench decode``: audiocraft's ``LMModel.generate`` against the fast decoder.
+"""``python -m benchmarks.decode``: audiocraft's ``LMModel.generate`` against the fast decoder.
 
-One random-weight language model of a real MusicGen architecture is built from the project's configs
-(:func:`musicgen_remix.models.configs.lm_config`), and both decoders generate from the same
+One random-weight language model of a real MusicGen architecture is built from a training config composed
+as dora composes audiocraft's (:mod:`fixtures.training`, the release solvers at the real model scales), and
+both decoders generate from the same
 conditions with the same seed and sampling (top-k 250, guidance 3), ``seconds * 50`` frames each.
 Reported: steps per second of each and their ratio, the peak memory each run added, whether the
 tokens are equal (a short extra run at top-k 1, and the timed sampled runs), and on CUDA the bound
 set by memory bandwidth (weights + key/value cache read per step, over a measured device copy).
 
 The text conditioner is T5 (``t5-base``) from the weights root (``$MUSICGEN_REMIX_WEIGHTS``; the tiny
-weights' stand-in works, ``python -m musicgen_remix weights tiny DIR``). Without one, a lookup-table
+weights' stand-in works, ``python -m fixtures.weights DIR``). Without one, a lookup-table
 text conditioner takes its place (one cross-attention token instead of a sentence's worth), and the
 output says so. ``melody`` is the medium scale with chroma (prepend) conditioning; its chroma
 extractor needs demucs ``htdemucs`` from the same root.
@@ -27,6 +28,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from musicgen_remix.errors import InputError, MusicgenRemixError
+
 if TYPE_CHECKING:
     import torch
     from audiocraft.models.lm import LMModel
@@ -34,10 +37,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# --arch -> (configs scale, conditioning)
+# --arch -> (model scale of fixtures/trainer/config/model/lm/model_scale, conditioning)
 ARCHS: dict[str, tuple[str, str]] = {
     "tiny": ("tiny", "text"),
-    "deep-narrow": ("deep-narrow", "text"),
+    "deep-narrow": ("deep_narrow", "text"),
     "small": ("small", "text"),
     "medium": ("medium", "text"),
     "melody": ("medium", "melody"),
@@ -48,17 +51,15 @@ DESCRIPTION = "calm piano melody in a minor key"
 TOP_K, CFG = 250, 3.0
 
 
-def add_bench_parser(subparsers: Any) -> None:
-    """Register ``bench decode`` on the CLI's subparsers (``func(args) -> int`` in its defaults)."""
-    bench = subparsers.add_parser("bench", help="benchmarks")
-    sub = bench.add_subparsers(required=True, metavar="BENCHMARK")
-    _add_decode_args(sub.add_parser("decode", help="stock LMModel.generate vs the fast decoder"))
-
-
-def main_bench_decode(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m musicgen_remix bench decode", description=__doc__.splitlines()[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.decode", description=__doc__.splitlines()[0])
     _add_decode_args(parser)
-    return _run_decode(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run_decode(parser.parse_args(argv))
+    except MusicgenRemixError as exc:
+        parser.error(str(exc))
+        return 2
 
 
 def _add_decode_args(p: argparse.ArgumentParser) -> None:
@@ -69,7 +70,6 @@ def _add_decode_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="weights and sampling seed (default %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each decoder, best kept (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.set_defaults(func=_run_decode)
 
 
 @dataclass
@@ -84,7 +84,6 @@ def _run_decode(args: argparse.Namespace) -> int:
     import torch
 
     from musicgen_remix.engine.fastlm import fast_generate, supports, warm_up
-    from musicgen_remix.errors import InputError
 
     if args.seconds <= 0 or not math.isfinite(args.seconds):
         raise InputError("--seconds", args.seconds, "a number of seconds > 0")
@@ -145,14 +144,15 @@ def _build_lm(arch: str, stereo: bool, device: torch.device, seed: int) -> tuple
     from audiocraft.models import builders
     from omegaconf import OmegaConf, open_dict
 
-    from musicgen_remix.models.configs import lm_config
+    from fixtures.training import compose, release_overrides
     from musicgen_remix.models.hub import use_weights_root
     from musicgen_remix.weights.manifest import asset_path, weights_root
 
     scale, conditioning = ARCHS[arch]
-    cfg = lm_config(scale, conditioning, stereo=stereo)  # type: ignore[arg-type]
-    cfg.device = str(device)
-    cfg.dtype = "float32" if device.type == "cpu" else "float16"
+    cfg = compose(release_overrides(conditioning, stereo=stereo, scale=scale))
+    with open_dict(cfg):
+        cfg.device = str(device)
+        cfg.dtype = "float32" if device.type == "cpu" else "float16"
     root = weights_root()
     text = "t5"
     if asset_path("t5-base", root).exists():
@@ -326,3 +326,7 @@ def _copy_bandwidth(device: torch.device, size: int = 1 << 30, repeats: int = 10
     end.record()
     torch.cuda.synchronize(device)
     return 2 * size * repeats / (begin.elapsed_time(end) / 1000)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
