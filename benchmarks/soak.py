@@ -1,11 +1,13 @@
-"""Soak run of the generate server (not a test): many sequential predictions, memory and files before and after.
+"""Soak run of a server (not a test): many sequential predictions, memory and files before and after.
 
-Starts ``predict.py:GeneratePredictor`` behind the real Cog 0.16.12 HTTP server (as the server tests do:
-subprocess from the repository root, 127.0.0.1, its own TMPDIR) on tiny weights, warms it up with one
-prediction of each kind below, then runs N sequential predictions cycling through text-only, continuation
-of a data-URI wav, melody from a data-URI wav, mp3 and flac outputs, and a few bad inputs (a NaN wav, a
-prompt with control characters, a top_k above the codebook, an out-of-range top_p that Cog answers with
-422). Bad inputs are expected to fail; every other prediction is an expected success.
+Starts one entrypoint with ``python -m musicgen_remix serve`` (Cog 0.23's coglet, as the server tests do:
+127.0.0.1, its own TMPDIR) on tiny weights, warms it up with one prediction of each kind below, then runs N
+sequential predictions cycling through them. ``generate``: text-only, continuation of a data-URI wav, melody
+from a data-URI wav, mp3 and flac outputs, and a few bad inputs (a NaN wav, a prompt with control
+characters, a top_k above the codebook, an out-of-range top_p that Cog answers with 422). ``remix-detailed``:
+remixes of a rendered song (every product returned), in wav and mp3, and bad inputs (a silent song, a
+prompt with control characters). Bad inputs are expected to fail; every other prediction is an expected
+success.
 
 Printed: the resident memory of the server's process tree (server + predictor worker) after the warm-up
 and at the end (and after the very first prediction, for scale), files left in the server's TMPDIR
@@ -14,8 +16,10 @@ next request, for Cog to read its output), and failures (expected successes that
 that did not fail). Targets: under 5 % RSS growth, no files left, no failures; the exit status is 1 when
 a target is missed.
 
-Run from the repository root: ``OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.soak`` (under a
-minute on tiny weights; ``--predictions`` sets N). Weights: ``$MUSICGEN_REMIX_WEIGHTS`` when set (e.g. to
+Also printed: what the Cog runtime itself leaves in ``/tmp/coglet`` (its per-prediction directories).
+
+Run from the repository root: ``OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python -m benchmarks.soak
+[--entrypoint remix-detailed] [--predictions N]``. Weights: ``$MUSICGEN_REMIX_WEIGHTS`` when set (e.g. to
 tiny weights already written), else tiny weights written into a temporary directory.
 """
 
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,19 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from server.helpers import (  # noqa: E402 (tests/ goes on the path first)
-    SAMPLE_RATE,
-    CogServer,
-    audio_bytes,
-    data_uri,
-    sine,
-    start_cog_server,
-)
+from fixtures.audio import SAMPLE_RATE, audio_bytes, data_uri, sine
+from fixtures.cogserver import CogServer, start_cog_server
 
 RSS_GROWTH_TARGET = 0.05
+COGLET_TMP = Path("/tmp/coglet")
 
 
 @dataclass(frozen=True)
@@ -69,7 +64,7 @@ CONTINUATION_INPUT = _wav(sine(2.0, freq=330.0))
 MELODY_INPUT = _wav(sine(2.0, 16000, freq=262.0), 16000)
 NAN_INPUT = _nan_wav()
 
-CASES = [
+GENERATE_CASES = [
     Case("text", lambda i: {"prompt": "calm piano", "duration": 2 + i % 3, "seed": i}),
     Case("continuation", lambda i: {"prompt": "calm piano", "input_audio": CONTINUATION_INPUT, "continuation": True,
                                     "continuation_end": 1, "duration": 3, "seed": i}),
@@ -87,6 +82,22 @@ CASES = [
     Case("bad:top_p-422", lambda i: {"prompt": "calm piano", "duration": 2, "top_p": 3}, valid=False,
          status_code=422),
 ]
+
+
+def _remix_cases() -> list[Case]:
+    from fixtures.songs import render_song
+
+    holder = Path(tempfile.mkdtemp(prefix="soak-song-"))
+    render_song(holder / "song.wav", progression=["C:maj", "A:min", "F:maj", "G:maj"], bars=4, bpm=120.0)
+    song = data_uri((holder / "song.wav").read_bytes())
+    silent = _wav(np.zeros(8 * 16000, np.float32), 16000)
+    remix = {"prompt": "bossa nova", "music_input": song, "top_k": 50}
+    return [
+        Case("remix", lambda i: {**remix, "seed": i}),
+        Case("remix-mp3", lambda i: {**remix, "seed": i, "output_format": "mp3"}),
+        Case("bad:silent-song", lambda i: {**remix, "music_input": silent}, valid=False),
+        Case("bad:control-chars", lambda i: {**remix, "prompt": "bossa\x00nova"}, valid=False),
+    ]
 
 
 def _weights() -> tuple[Path, tempfile.TemporaryDirectory | None]:
@@ -110,7 +121,8 @@ def _run(server: CogServer, case: Case, index: int) -> tuple[bool, str]:
         return True, f"HTTP {response.status_code}"
     body = response.json()
     if case.valid:
-        ok = body["status"] == "succeeded" and str(body.get("output", "")).startswith("data:audio/")
+        outputs = body.get("output") if isinstance(body.get("output"), list) else [body.get("output")]
+        ok = body["status"] == "succeeded" and all(str(out).startswith("data:") for out in outputs)
         return ok, body["status"] if ok else f"{body['status']}: {body.get('error')}"
     return body["status"] == "failed", f"{body['status']}: {body.get('error')}"
 
@@ -125,18 +137,21 @@ def _leftovers(server: CogServer, baseline: set[str]) -> tuple[list[str], list[s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entrypoint", choices=["generate", "remix-detailed"], default="generate")
     parser.add_argument("--predictions", type=int, default=50)
     args = parser.parse_args(argv)
 
+    cases = GENERATE_CASES if args.entrypoint == "generate" else _remix_cases()
     weights, holder = _weights()
     workdir = Path(tempfile.mkdtemp(prefix="soak-server-"))
+    coglet_before = _coglet_entries()
     started = time.monotonic()
-    server = start_cog_server("GeneratePredictor", weights=weights, workdir=workdir)
+    server = start_cog_server(args.entrypoint, weights=weights, workdir=workdir)
     print(f"server READY in {time.monotonic() - started:.1f} s (TMPDIR {server.tmpdir})", flush=True)
     try:
         # Warm-up: one prediction of each kind, since each code path loads what it needs on first use
         # (the chroma extractor for melody, the mp3 encoder, ...): that is not growth over time.
-        for index, case in enumerate(CASES):
+        for index, case in enumerate(cases):
             ok, note = _run(server, case, 1000 + index)
             if not ok:
                 print(f"warm-up prediction {case.name} failed: {note}\n{server.log_tail()}")
@@ -145,14 +160,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"after the first prediction: RSS {server.rss_bytes() / 2**20:.1f} MiB", flush=True)
         rss_start = server.rss_bytes()
         baseline = set(server.tmp_entries()) - {p.name for p in server.request_dirs()}
-        print(f"after warm-up ({len(CASES)} predictions, one of each kind): RSS {rss_start / 2**20:.1f} MiB over "
+        print(f"after warm-up ({len(cases)} predictions, one of each kind): RSS {rss_start / 2**20:.1f} MiB over "
               f"pids {server.process_tree()}", flush=True)
 
         failures: list[str] = []
         expected_successes = 0
         seconds: list[float] = []
         for index in range(args.predictions):
-            case = CASES[index % len(CASES)]
+            case = cases[index % len(cases)]
             expected_successes += case.valid
             tick = time.monotonic()
             ok, note = _run(server, case, index + 1)
@@ -172,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(target < {RSS_GROWTH_TARGET:.0%})")
         print(f"files left in TMPDIR: {len(left)} {left}; request directories: {len(dirs)} (the last one's is "
               "kept until the next request)")
+        coglet_left = sorted(_coglet_entries() - coglet_before)
+        print(f"left by the Cog runtime in {COGLET_TMP}: {len(coglet_left)} entries (its own per-prediction "
+              "directories, outside the project's control)")
         print(f"failures: {len(failures)}")
         for failure in failures:
             print(f"  {failure}")
@@ -182,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if holder is not None:
             holder.cleanup()
+
+
+def _coglet_entries() -> set[str]:
+    predictions = COGLET_TMP / "predictions"
+    return {p.name for p in predictions.iterdir()} if predictions.is_dir() else set()
 
 
 if __name__ == "__main__":

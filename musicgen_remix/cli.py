@@ -1,4 +1,4 @@
-"""Command line: ``python -m musicgen_remix {generate,weights} ...``.
+"""Command line: ``python -m musicgen_remix {generate,remix,analyze,sync,weights,serve} ...``.
 
 Flags are named after the Cog inputs and take their defaults from the same request dataclass, so
 the CLI, the server and the library cannot drift apart.
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_analyze(sub.add_parser("analyze", help="tempo, beats, downbeats and chords of a song"))
     _add_sync(sub.add_parser("sync", help="time-stretch AUDIO so its downbeats land on REF's"))
     _add_weights(sub.add_parser("weights", help="list or fetch weights"))
+    _add_serve(sub.add_parser("serve", help="run Cog's HTTP server for one entrypoint (from a checkout)"))
     return parser
 
 
@@ -298,3 +299,22 @@ def _run_list(args: argparse.Namespace) -> int:
         size = f"{row.size / 1e6:,.0f} MB" if row.size else "?"
         sys.stdout.write(f"{row.name:30} {row.kind:9} {row.state:9} {size:>10}  {row.licence}\n")
     return 0
+
+
+# -- serve --------------------------------------------------------------------------------------------
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    from musicgen_remix.serve import ENTRYPOINTS
+
+    p.add_argument("entrypoint", choices=list(ENTRYPOINTS), help="which entrypoint to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    p.add_argument("--port", type=int, default=5000, help="TCP port (default %(default)s)")
+    p.add_argument("--upload-url", default=None,
+                   help="Cog's --upload-url: output files are PUT to this URL (async predictions)")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from musicgen_remix.serve import serve
+
+    serve(args.entrypoint, host=args.host, port=args.port, upload_url=args.upload_url)
+    return 1  # serve() only returns if the server could not be started

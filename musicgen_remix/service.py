@@ -65,7 +65,8 @@ class GenerateService(_Service):
         self.weights_memo = UrlMemo()
         self.default = self._load_default(weights)
         self.store.pin(self.default)
-        logger.info("ready: default model %s on %s", self.default.info.name, self.device)
+        source = f" (COG_WEIGHTS {weights})" if weights is not None and str(weights).strip() else ""
+        logger.info("ready: default model %s%s on %s", self.default.info.name, source, self.device)
 
     def predict(self, req: GenerateRequest, out_dir: Path, progress: Progress | None = None) -> GenerateResult:
         check_request(req)
@@ -98,10 +99,7 @@ class GenerateService(_Service):
             return self.store.finetune(path, digest=path.stem)
         path = Path(text)
         if path.is_dir():
-            if path.resolve() == self.root.resolve() or (path / "manifest.toml").exists():
-                # Cog 0.16 passes ./weights when COG_WEIGHTS is unset: the weights root, not a fine-tune.
-                return self.store.release(DEFAULT_VERSION)
-            raise WeightsError(f"default weights {path} is a directory; expected a fine-tuned checkpoint file")
+            raise WeightsError(f"default weights {path} is a directory; expected a fine-tuned checkpoint file or URL")
         if not path.is_file():
             raise WeightsError(f"default weights {path} do not exist")
         return self.store.finetune(path)

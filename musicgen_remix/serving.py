@@ -1,59 +1,112 @@
-"""Serving helpers shared by the Cog entrypoints, free of any Cog import.
+"""What a Cog entrypoint needs around one call into the package, free of any Cog import.
 
-Per-request temporary directories (one live at a time, removed as soon as it is no longer needed) and the
-cancel flag that a prediction server's signal raises; both are process-level plumbing, kept here so that
-``predict.py`` stays a thin typed adapter.
+``predict.py`` stays a thin typed adapter: it converts Cog's types and calls :meth:`Entrypoint.request`.
+This module owns the process-level plumbing:
+
+- one temporary directory per request (``musicgen-remix-*`` under ``TMPDIR``), removed at once when the
+  request fails or is canceled, otherwise when the next request starts (Cog uploads or inlines the output
+  after ``run()`` returns) or when the process exits;
+- a file input must be a file the server downloaded for this request (Cog 0.23 hands any other string to
+  ``run()`` as a plain ``str``: a caller could name a file on the server);
+- failures are logged with their traceback (the current Cog runtime reports only a one-line error) and a
+  cancel, which Cog 0.23 delivers as an exception injected into the prediction thread, passes through
+  untouched after the request's files are removed.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import logging
 import shutil
-import signal
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
+
+from musicgen_remix.engine.progress import Progress, log_progress
+from musicgen_remix.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 REQUEST_DIR_PREFIX = "musicgen-remix-"
 
 
 class RequestDirs:
-    """One temporary directory per request; the previous one is removed when the next request starts
-    (Cog uploads the output after ``predict`` returns, so it cannot be removed any earlier)."""
+    """One temporary directory per request; the previous one is removed when the next request starts and
+    the last one when the process exits."""
 
     def __init__(self) -> None:
         self._last: Path | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.cleanup)
 
     def new(self) -> Path:
-        self.cleanup()
-        self._last = Path(tempfile.mkdtemp(prefix=REQUEST_DIR_PREFIX))
-        return self._last
+        with self._lock:
+            self._remove_last()
+            self._last = Path(tempfile.mkdtemp(prefix=REQUEST_DIR_PREFIX))
+            return self._last
 
     def cleanup(self) -> None:
+        with self._lock:
+            self._remove_last()
+
+    def _remove_last(self) -> None:
         if self._last is not None:
             shutil.rmtree(self._last, ignore_errors=True)
             self._last = None
 
 
-def cancel_signal() -> threading.Event:
-    """An event set when Cog asks to cancel the running prediction.
+def configure_logging() -> None:
+    """Log lines as the server shows them in a prediction's ``logs``, once per process."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    Cog 0.16 cancels by sending SIGUSR1 to the worker, whose handler raises ``CancelationException`` in
-    the predict thread. That class derives from ``Exception`` there, so any ``except Exception`` it passes
-    through (logging's ``emit``, a model build) can swallow it. Chaining the handler keeps a record that
-    the package's progress checks act on at the next step. Outside Cog 0.16's worker (no handler to
-    chain, or not the main thread) the event is simply never set.
+
+class Entrypoint:
+    """The per-process state of one served entrypoint: request directories and progress reporting."""
+
+    def __init__(self) -> None:
+        configure_logging()
+        self.dirs = RequestDirs()
+
+    @contextlib.contextmanager
+    def request(self) -> Iterator[tuple[Path, Progress]]:
+        """A new request's directory and progress reporter (log lines); see the module docstring."""
+        out_dir = self.dirs.new()
+        try:
+            yield out_dir, Progress(report=log_progress())
+        except InputError as exc:
+            self.dirs.cleanup()
+            logger.error("%s", exc)
+            raise
+        except Exception:
+            self.dirs.cleanup()
+            logger.exception("the prediction failed")
+            raise
+        except BaseException:  # a cancel (Cog injects its CancelationException), or the process stopping
+            self.dirs.cleanup()
+            logger.info("the prediction was canceled; its files are removed")
+            raise
+
+
+def downloaded_file(value: object, field: str, *, downloaded: bool) -> Path | None:
+    """A file input as the server received it: ``None``, or a file it downloaded for this request.
+
+    Args:
+        value: what the Cog adapter got for the input.
+        field: the input's name, for the error.
+        downloaded: whether Cog made ``value`` from a URL it fetched (a ``cog.Path``); a plain string is
+            a path the caller chose on the server, which is never read.
+
+    Raises:
+        InputError: naming ``field``, for anything but a downloaded file.
     """
-    event = threading.Event()
-    previous = signal.getsignal(signal.SIGUSR1)
-    if not callable(previous):
-        return event
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        event.set()
-        previous(signum, frame)
-
-    with contextlib.suppress(ValueError):  # signal handlers can only be set from the main thread
-        signal.signal(signal.SIGUSR1, handler)
-    return event
+    if value is None:
+        return None
+    if not downloaded:
+        raise InputError(field, value, "a URL of the file (http, https or data:); a path on the server is "
+                                       "not accepted")
+    path = Path(str(value))
+    if not path.is_file():
+        raise InputError(field, path.name, "a file the server could download")
+    return path

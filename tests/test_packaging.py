@@ -15,8 +15,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COG_CONFIGS = {"cog.yaml": "RemixPredictor", "cog.generate.yaml": "GeneratePredictor",
-               "cog.remix-detailed.yaml": "RemixDetailedPredictor"}
+COG_CONFIGS = {"cog.yaml": "RemixRunner", "cog.generate.yaml": "GenerateRunner",
+               "cog.remix-detailed.yaml": "RemixDetailedRunner"}
+COG_PACKAGES = {"cog", "coglet"}  # the CLI installs the SDK of build.sdk_version and strips these from requirements
 CUDA_TORCH = {"torch": "2.11.0", "torchaudio": "2.11.0"}
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)$")
 
@@ -74,8 +75,10 @@ def predictor_classes() -> set[str]:
 def test_cuda_requirements_contain_every_base_pin() -> None:
     base = read_pins(REPO / "requirements" / "base.txt")
     cuda = read_pins(REPO / "requirements" / "cuda.txt")
-    missing = {name: version for name, version in base.items() if cuda.get(name) != version}
+    missing = {name: version for name, version in base.items()
+               if cuda.get(name) != version and name not in COG_PACKAGES}
     assert not missing, f"requirements/cuda.txt lacks these base.txt pins (or pins another version): {missing}"
+    assert not COG_PACKAGES & set(cuda), "the image's Cog comes from build.sdk_version, not requirements"
     extra = set(cuda) - set(base) - set(CUDA_TORCH)
     assert not extra, f"requirements/cuda.txt pins packages that base.txt does not: {sorted(extra)}"
 
@@ -104,8 +107,7 @@ def test_cog_configs_share_one_build() -> None:
     first, *others = (load_config(name) for name in COG_CONFIGS)
     for other in others:
         assert other["build"] == first["build"]
-        assert {k: v for k, v in other.items() if k != "predict"} == {
-            k: v for k, v in first.items() if k != "predict"}
+        assert {k: v for k, v in other.items() if k != "run"} == {k: v for k, v in first.items() if k != "run"}
 
 
 def test_build_is_the_cuda_image() -> None:
@@ -115,7 +117,7 @@ def test_build_is_the_cuda_image() -> None:
     assert str(build["cuda"]) in ("12.6", "12.8")  # torch 2.11's CUDA 12 builds
     assert build["python_requirements"] == "requirements/cuda.txt"
     assert "python_packages" not in build  # Cog accepts one of python_packages / python_requirements
-    assert {"ffmpeg", "libsndfile1", "rubberband-cli"} <= set(build["system_packages"])
+    assert {"ffmpeg", "libsndfile1", "rubberband-cli", "build-essential"} <= set(build["system_packages"])
 
 
 def test_build_run_installs_exactly_the_nodeps_pins_without_deps() -> None:
@@ -124,6 +126,7 @@ def test_build_run_installs_exactly_the_nodeps_pins_without_deps() -> None:
     for command in run_commands(load_config("cog.yaml")):
         if "pip install" not in command:
             continue
+        assert command.startswith("python -m pip install"), f"a bare pip may not be on the image's PATH: {command!r}"
         no_deps, packages = pip_installs(command)
         if no_deps:
             without_deps.update(packages)
@@ -136,19 +139,35 @@ def test_sdk_version_is_the_installed_cog() -> None:
     installed = importlib.metadata.version("cog")
     for name in COG_CONFIGS:
         assert str(load_config(name)["build"]["sdk_version"]) == installed, name
-    assert read_pins(REPO / "requirements" / "base.txt")["cog"] == installed
+    pins = read_pins(REPO / "requirements" / "base.txt")
+    assert pins["cog"] == installed
+    assert pins["coglet"] == importlib.metadata.version("coglet") == installed
+
+
+def test_configs_use_the_current_cli_keys() -> None:
+    """CLI >= 0.20: ``run:`` names the runner (``predict:`` is deprecated); ``sdk_version`` >= 0.17."""
+    for name in COG_CONFIGS:
+        config = load_config(name)
+        assert "predict" not in config, name
+        major, minor = (int(part) for part in str(config["build"]["sdk_version"]).split(".")[:2])
+        assert (major, minor) >= (0, 17), name
 
 
 @pytest.mark.parametrize(("config_name", "class_name"), COG_CONFIGS.items())
-def test_predict_entries_name_classes_in_predict_py(config_name: str, class_name: str) -> None:
-    ref = load_config(config_name)["predict"]
+def test_run_entries_name_classes_in_predict_py(config_name: str, class_name: str) -> None:
+    ref = load_config(config_name)["run"]
     assert ref == f"predict.py:{class_name}", ref
     module, _, cls = ref.partition(":")
     assert (REPO / module).is_file()
-    if cls not in predictor_classes():
-        if cls == "RemixPredictor":
-            pytest.skip("predict.py does not define RemixPredictor yet (the remix entrypoint is a separate issue)")
-        pytest.fail(f"{config_name}: predict.py has no class {cls}")
+    assert cls in predictor_classes(), f"{config_name}: predict.py has no class {cls}"
+
+
+@pytest.mark.parametrize(("config_name", "class_name"), COG_CONFIGS.items())
+def test_serve_command_serves_the_configs_runner(config_name: str, class_name: str) -> None:
+    from musicgen_remix.serve import ENTRYPOINTS
+
+    served = {entry.config: entry.runner for entry in ENTRYPOINTS.values()}
+    assert served[config_name] == class_name
 
 
 def test_every_package_import_is_a_runtime_pin() -> None:

@@ -1,11 +1,18 @@
-"""Serving helpers: per-request directories and the cancel flag."""
+"""Serving plumbing around each request: request directories, failures, cancels as Cog 0.23 delivers them."""
 
 from __future__ import annotations
 
-import os
-import signal
+import ctypes
+import logging
+import threading
+import time
+from pathlib import Path
 
-from musicgen_remix.serving import RequestDirs, cancel_signal
+import pytest
+from cog import CancelationException
+
+from musicgen_remix.errors import InputError
+from musicgen_remix.serving import Entrypoint, RequestDirs, downloaded_file
 
 
 def test_request_dirs_keep_only_the_live_request() -> None:
@@ -18,22 +25,69 @@ def test_request_dirs_keep_only_the_live_request() -> None:
     assert not second.exists()
 
 
-def test_cancel_signal_chains_the_servers_handler() -> None:
-    seen: list[int] = []
-    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: seen.append(signum))
-    try:
-        event = cancel_signal()
-        assert not event.is_set()
-        os.kill(os.getpid(), signal.SIGUSR1)
-        assert event.is_set() and seen == [signal.SIGUSR1]
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
+def test_a_successful_request_keeps_its_directory_for_the_upload() -> None:
+    entrypoint = Entrypoint()
+    with entrypoint.request() as (out_dir, _):
+        (out_dir / "output.wav").write_bytes(b"x")
+    assert (out_dir / "output.wav").is_file()  # Cog reads it after run() returns
+    entrypoint.dirs.cleanup()
 
 
-def test_cancel_signal_without_a_server_handler_is_never_set() -> None:
-    previous = signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-    try:
-        assert not cancel_signal().is_set()
-        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
-    finally:
-        signal.signal(signal.SIGUSR1, previous)
+def test_an_input_error_removes_the_directory_and_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    entrypoint = Entrypoint()
+    with caplog.at_level(logging.ERROR), pytest.raises(InputError), entrypoint.request() as (out_dir, _):
+        raise InputError("top_k", 9999, "an integer from 0 to 2048")
+    assert not out_dir.exists()
+    assert [r.message for r in caplog.records] == ["top_k=9999 is not allowed: an integer from 0 to 2048"]
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_an_unexpected_failure_is_logged_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    entrypoint = Entrypoint()
+    with caplog.at_level(logging.ERROR), pytest.raises(ZeroDivisionError), entrypoint.request() as (out_dir, _):
+        _ = 1 / 0
+    assert not out_dir.exists()
+    assert caplog.records[-1].exc_info is not None  # the current Cog runtime reports only one line
+
+
+def _inject(thread: threading.Thread, exception: type[BaseException]) -> None:
+    """What coglet does to cancel: raise ``exception`` in ``thread`` at its next bytecode."""
+    done = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident or 0), ctypes.py_object(exception))
+    assert done == 1
+
+
+def test_a_cancel_injected_into_the_request_thread_passes_through_and_cleans_up() -> None:
+    entrypoint = Entrypoint()
+    seen: dict[str, object] = {}
+    running = threading.Event()
+
+    def run() -> None:
+        try:
+            with entrypoint.request() as (out_dir, _):
+                seen["dir"] = out_dir
+                running.set()
+                while True:  # a generation loop: Python bytecode between steps
+                    time.sleep(0.001)
+        except BaseException as exc:  # noqa: BLE001 - the point of this test
+            seen["raised"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert running.wait(5)
+    started = time.monotonic()
+    _inject(thread, CancelationException)
+    thread.join(5)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(seen["raised"], CancelationException)
+    assert not Path(str(seen["dir"])).exists()
+
+
+def test_downloaded_file_accepts_only_what_the_server_downloaded(tmp_path: Path) -> None:
+    song = tmp_path / "song.wav"
+    song.write_bytes(b"RIFF")
+    assert downloaded_file(None, "music_input", downloaded=False) is None
+    assert downloaded_file(song, "music_input", downloaded=True) == song
+    with pytest.raises(InputError, match=r"music_input='/etc/passwd' is not allowed: a URL of the file"):
+        downloaded_file("/etc/passwd", "music_input", downloaded=False)
+    with pytest.raises(InputError, match="input_audio"):
+        downloaded_file(tmp_path / "gone.wav", "input_audio", downloaded=True)

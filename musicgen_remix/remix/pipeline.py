@@ -73,7 +73,7 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     song = read_song(req.music_input)  # type: ignore[arg-type]
     progress.check()
     # 2. Separate once; every later stage reuses these stems.
-    stems = separator.separate(song)
+    stems = separator.separate(song, progress)
     progress.check()
     # 3. Beats, downbeats and tempo of the song.
     beats = track_beats(song)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from musicgen_remix.audio import Audio, convert
+from musicgen_remix.engine.progress import Progress
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "htdemucs"
+OVERLAP = 0.25  # demucs' own default for its separate command
 
 
 @dataclass(frozen=True)
@@ -66,20 +68,39 @@ class Separator:
         self.sample_rate = int(self.model.samplerate)
         self.calls = 0
 
-    def separate(self, song: Audio) -> Stems:
+    def separate(self, song: Audio, progress: Progress | None = None) -> Stems:
+        """The stems of ``song``; ``progress`` hears of each segment demucs finishes (stage ``separation``)."""
         import torch
         from demucs.apply import apply_model
 
         self.calls += 1
         mix = convert(song, self.sample_rate, 2).wav
+        total = self._segments(mix.shape[-1])
+        done = [0]
+
+        def segment_done(event: dict) -> None:
+            if event.get("state") == "end" and progress is not None:
+                done[0] += 1
+                progress.step("separation", min(done[0], total), total)
+
         # As demucs' own separate command: standardise the mix, separate, undo.
         ref = mix.mean(0)
         mean, std = ref.mean(), ref.std().clamp_min(1e-8)
         with torch.no_grad():
-            out = apply_model(self.model, ((mix - mean) / std)[None], shifts=0, split=True, overlap=0.25,
-                              device=self.device, progress=False)[0]
+            out = apply_model(self.model, ((mix - mean) / std)[None], shifts=0, split=True, overlap=OVERLAP,
+                              device=self.device, progress=False, callback=segment_done)[0]
         out = out * std + mean
         stems = {name: out[i].cpu() for i, name in enumerate(self.sources)}
         logger.info("separated %.1f s into %s", song.duration, ", ".join(self.sources))
         return Stems(drums=stems["drums"], bass=stems["bass"], other=stems["other"], vocals=stems["vocals"],
                      sample_rate=self.sample_rate)
+
+    def _segments(self, length: int) -> int:
+        """How many segments demucs will run for ``length`` samples (its ``apply_model`` split, per model)."""
+        models = getattr(self.model, "models", [self.model])
+        total = 0
+        for model in models:
+            segment = int(self.sample_rate * float(model.segment))
+            stride = max(1, int((1 - OVERLAP) * segment))
+            total += len(range(0, length, stride))
+        return max(1, total)

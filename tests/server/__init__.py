@@ -1,1 +1,1 @@
-"""Tests against the real Cog HTTP server (cog 0.16.12), started as a subprocess."""
+"""Tests against the real current Cog server (coglet 0.23), started with ``python -m musicgen_remix serve``."""

@@ -1,9 +1,7 @@
-"""The real Cog HTTP server of the pinned version (0.16.12), serving a predictor class on tiny weights.
+"""The real current Cog server (coglet 0.23), started with ``python -m musicgen_remix serve``, on tiny weights.
 
-Each server runs as a subprocess from the repository root, as ``python -m cog.server.http`` does in a
-Cog image, in its own process group (teardown ends the server and its predictor worker together) and
-with its own ``TMPDIR``. Servers are module-scoped: a module starts the few it needs through
-``cog_servers`` and they stop when the module ends.
+Servers are module-scoped: a module starts the few it needs through ``cog_servers`` and they stop when the
+module ends (with their worker: each runs in its own process group).
 """
 
 from __future__ import annotations
@@ -13,28 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import CogServer, Receiver, ServerError, start_cog_server
-
-__all__ = ["CogServer"]
+from fixtures.cogserver import CogServer, ServerError, start_cog_server
+from fixtures.peers import Receiver
 
 StartServer = Callable[..., CogServer]
 
 
 @pytest.fixture(scope="module")
 def cog_servers(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
-    """``start(predictor="GeneratePredictor", *, upload_url=None, env=None, weights=None)`` -> a READY server.
+    """``start(entrypoint="generate", *, upload_url=None, env=None, weights=None)`` -> a READY server.
 
     ``weights`` defaults to the tiny weights; the server listens on 127.0.0.1 and a free port.
-
-    Every server started through it is stopped when the module ends.
     """
     started: list[CogServer] = []
 
-    def start(predictor: str = "GeneratePredictor", *, upload_url: str | None = None,
-              env: dict[str, str] | None = None, weights: Path | None = None) -> CogServer:
-        workdir = tmp_path_factory.mktemp(f"cog-{predictor}")
+    def start(entrypoint: str = "generate", *, upload_url: str | None = None, env: dict[str, str] | None = None,
+              weights: Path | None = None) -> CogServer:
+        workdir = tmp_path_factory.mktemp(f"cog-{entrypoint}")
         try:
-            server = start_cog_server(predictor, weights=weights or tiny_weights, workdir=workdir,
+            server = start_cog_server(entrypoint, weights=weights or tiny_weights, workdir=workdir,
                                       upload_url=upload_url, env=env)
         except ServerError as exc:
             pytest.fail(str(exc))
@@ -50,8 +45,8 @@ def cog_servers(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def cog_server(cog_servers: StartServer) -> CogServer:
-    """``GeneratePredictor`` behind the real HTTP server, READY, on 127.0.0.1 and a free port."""
-    return cog_servers("GeneratePredictor")
+    """The generate entrypoint behind the real HTTP server, READY, on 127.0.0.1 and a free port."""
+    return cog_servers("generate")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""GeneratePredictor over HTTP: schema parity with the seed (fofr/musicgen-mario), predictions, errors.
+"""The generate entrypoint over HTTP: schema parity with the seed (fofr/musicgen-mario), predictions, errors.
 
 The seed's published schema is the contract: every input it lists must exist here with the same
 type and default, and the output must stay a URI.
@@ -6,24 +6,22 @@ type and default, and the output must stay a URI.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import requests
 
-from .helpers import SAMPLE_RATE, SEED_TYPES, decode_audio_uri, parse_seed_schema, seed_default, sine, wav_data_uri
+from fixtures.audio import SAMPLE_RATE, decode_audio_uri, sine, wav_data_uri
+from musicgen_remix.serve import schema_path
+
+from .seeds import GENERATE_SEED, parse_seed_inputs, schema_problems
 
 if TYPE_CHECKING:
-    from .conftest import CogServer
+    from fixtures.cogserver import CogServer
 
 pytestmark = pytest.mark.server
-
-REPO = Path(__file__).resolve().parents[2]
-# The seeds live beside the checkout (../shared/seeds), locally and in CI.
-SEED_SCHEMA = REPO.parent / "shared" / "seeds" / "001_f6ab1c917d75fb64.txt"
 
 
 def succeeded(server: CogServer, inputs: dict) -> dict:
@@ -35,49 +33,28 @@ def succeeded(server: CogServer, inputs: dict) -> dict:
     return body
 
 
-def test_coglet_is_not_installed() -> None:
-    assert importlib.util.find_spec("coglet") is None, (
-        "coglet is importable: cog 0.16.12 would silently hand the server over to it")
-
-
 def test_health_check_is_ready_after_setup(cog_server: CogServer) -> None:
     health = cog_server.health()
     assert health["status"] == "READY"
     assert health["setup"]["status"] == "succeeded", health["setup"].get("logs")
+    assert health["version"]["python_sdk"] == "0.23.1", health["version"]
+    assert "ready: default model melody" in health["setup"]["logs"]
+
+
+def test_the_server_validates_with_the_committed_schema(cog_server: CogServer) -> None:
+    served = requests.get(f"{cog_server.url}/openapi.json", timeout=10).json()
+    committed = json.loads(schema_path("generate").read_text(encoding="utf-8"))
+    for name in ("Input", "Output"):
+        assert served["components"]["schemas"][name] == committed["components"]["schemas"][name], name
 
 
 def test_openapi_matches_the_seed_schema(cog_server: CogServer) -> None:
-    assert SEED_SCHEMA.is_file(), f"seed schema missing: {SEED_SCHEMA}"
-    seed_inputs, seed_output = parse_seed_schema(SEED_SCHEMA.read_text(encoding="utf-8"))
+    seed_inputs, seed_output = parse_seed_inputs(GENERATE_SEED.read_text(encoding="utf-8"))
     assert len(seed_inputs) == 15, sorted(seed_inputs)
-
     openapi = requests.get(f"{cog_server.url}/openapi.json", timeout=10).json()
-    schemas = openapi["components"]["schemas"]
-    properties = schemas["Input"]["properties"]
-    problems: list[str] = []
-    for name, (seed_type, default_text) in seed_inputs.items():
-        prop = properties.get(name)
-        if prop is None:
-            problems.append(f"{name}: missing from the Input schema")
-            continue
-        kind = SEED_TYPES[seed_type]
-        if kind == "enum":
-            ref = prop["allOf"][0]["$ref"].rsplit("/", 1)[-1] if "allOf" in prop else None
-            enum = schemas.get(ref, {}) if ref else prop
-            if enum.get("type") != "string" or "enum" not in enum:
-                problems.append(f"{name}: expected a string enum (choices), got {prop}")
-            elif default_text is not None and default_text not in enum["enum"]:
-                problems.append(f"{name}: default {default_text!r} is not one of {enum['enum']}")
-        elif prop.get("type") != kind:
-            problems.append(f"{name}: type {prop.get('type')!r}, seed has {kind!r}")
-        if name == "input_audio" and prop.get("format") != "uri":
-            problems.append(f"{name}: expected format 'uri' (a file input), got {prop}")
-        expected = None if default_text is None else seed_default(kind, default_text)
-        if prop.get("default") != expected:
-            problems.append(f"{name}: default {prop.get('default')!r}, seed has {expected!r}")
+    problems = schema_problems(openapi, seed_inputs, file_inputs=("input_audio",))
     assert not problems, "\n".join(problems)
-
-    output = schemas["Output"]
+    output = openapi["components"]["schemas"]["Output"]
     assert output == {**output, **seed_output}, f"Output schema {output} does not contain {seed_output}"
     assert output["type"] == "string" and output["format"] == "uri"
 
@@ -120,6 +97,8 @@ def test_continuation_of_a_data_uri_input(cog_server: CogServer) -> None:
     ("normalization_strategy", "loud"),
     ("output_format", "ogg"),
     ("model_version", "huge"),
+    ("seed", "seven"),
+    ("continuation", "yes"),
 ])
 def test_out_of_contract_inputs_get_422(cog_server: CogServer, field: str, value: object) -> None:
     response = cog_server.predict({"prompt": "calm piano", "duration": 1, field: value})
@@ -141,9 +120,10 @@ def test_model_level_input_error_fails_the_prediction_only(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "failed", body
-    assert body["error"].startswith(f"{field}="), body["error"]
+    # The current Cog runtime prefixes every error with "Prediction failed: " twice, then the type.
+    assert f"InputError: {field}=" in body["error"], body["error"]
     # The server survives the error and serves the next request.
-    assert cog_server.health()["status"] == "READY"
+    assert cog_server.wait_status("READY") == "READY"
     follow_up = succeeded(cog_server, {"prompt": "calm piano", "duration": 1, "seed": 0})
     assert decode_audio_uri(follow_up["output"])[1] == SAMPLE_RATE
 

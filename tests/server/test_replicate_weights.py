@@ -1,4 +1,4 @@
-"""``replicate_weights`` over HTTP, against the real generate server.
+"""``replicate_weights`` and ``COG_WEIGHTS`` over HTTP, against the real generate server (coglet).
 
 The input is the one place a caller's URL is downloaded and loaded. Checked here: only http(s) URLs;
 a checkpoint whose unpickling would run code (create a file) is refused without running it; wrong
@@ -9,6 +9,9 @@ own, repeatable output; a blank value after a swap serves the default weights ag
 A repeated URL is not downloaded again while the server says it is unchanged (conditional GET on the
 ``ETag``/``Last-Modified`` it sent): the local file server counts full GETs and 304s. New content at the
 same URL is downloaded and served. The content-addressed cache stays bounded.
+
+``COG_WEIGHTS`` (how Replicate hands a trained version its fine-tune) is served as the default model, given
+as a URL or as a local path.
 
 The server gets a private weights root (symlinks to the tiny weights) so that its download cache,
 ``<root>/.cache/replicate_weights``, is its own.
@@ -25,10 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .helpers import FileServer
+from fixtures.peers import FileServer
+from fixtures.weights import finetune_path
 
 if TYPE_CHECKING:
-    from .conftest import CogServer, StartServer
+    from fixtures.cogserver import CogServer
+
+    from .conftest import StartServer
 
 pytestmark = pytest.mark.server
 
@@ -48,7 +54,7 @@ def weights_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def server(cog_servers: StartServer, weights_root: Path) -> CogServer:
-    return cog_servers("GeneratePredictor", weights=weights_root,
+    return cog_servers("generate", weights=weights_root,
                        env={"MUSICGEN_REMIX_MAX_WEIGHTS_BYTES": str(MAX_BYTES)})
 
 
@@ -64,7 +70,7 @@ def cache_dir(weights_root: Path) -> Path:
 
 
 def finetune(tiny_weights: Path, name: str) -> bytes:
-    return (tiny_weights / "finetunes" / f"{name}.th").read_bytes()
+    return finetune_path(tiny_weights, name).read_bytes()
 
 
 def sha(data: bytes) -> str:
@@ -83,8 +89,8 @@ def output(server: CogServer, seed: int, weights: str | None = None) -> str:
 def failure(server: CogServer, weights: str) -> str:
     body = server.predict({**PROMPT, "seed": 1, "replicate_weights": weights}).json()
     assert body["status"] == "failed", body["status"]
-    assert body["error"].startswith("replicate_weights="), body["error"]
-    assert server.health()["status"] == "READY"
+    assert "InputError: replicate_weights=" in body["error"], body["error"]
+    assert server.wait_status("READY") == "READY"
     return body["error"]
 
 
@@ -229,4 +235,22 @@ def test_download_cache_stays_bounded(server: CogServer, files: FileServer, tiny
     assert len(cached) <= KEEP, cached
     assert all(name.endswith(".th") for name in cached), cached  # no partial downloads left
     assert f"{sha(finetune(tiny_weights, 'melody-b'))}.th" in cached  # the most recent is kept
-    assert server.health()["status"] == "READY"
+    assert server.wait_status("READY") == "READY"
+
+
+# ----------------------------------------------------------------------------------------------------
+# COG_WEIGHTS: a trained version's default weights
+
+
+@pytest.mark.parametrize("given_as", ["url", "path"])
+def test_cog_weights_is_served_as_the_default_model(cog_servers: StartServer, server: CogServer,
+                                                    files: FileServer, tiny_weights: Path, given_as: str) -> None:
+    path = finetune_path(tiny_weights, "melody-b")
+    weights = files.add("/trained/weights.th", path.read_bytes()) if given_as == "url" else str(path)
+    trained = cog_servers("generate", env={"COG_WEIGHTS": weights})
+    setup_logs = trained.health()["setup"]["logs"]
+    assert "ready: default model fine-tune" in setup_logs, setup_logs
+    default_output = output(trained, 21)
+    # The same fine-tune through replicate_weights on the plain server gives the same audio.
+    assert default_output == output(server, 21, files.add("/same/melody-b.th", path.read_bytes()))
+    assert default_output != output(server, 21)
