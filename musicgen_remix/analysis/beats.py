@@ -161,7 +161,7 @@ def rhythm_evidence(wav: np.ndarray, sample_rate: int) -> metre.Evidence:
     log_power = np.log1p(100.0 * power)
     flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=log_power[:, :1]))
     low_register = np.where((frequencies <= _CHROMA_HZ)[:, None], power, 0.0)
-    chroma = librosa.feature.chroma_stft(S=low_register, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP)
+    chroma = librosa.feature.chroma_stft(S=low_register, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP, tuning=0.0)
     bass = flux[frequencies < _BASS_HZ].sum(axis=0)
     return metre.Evidence(activations=activations, onset=flux.sum(axis=0), bass=bass, chroma=np.nan_to_num(chroma),
                           fps=float(FPS))
@@ -176,7 +176,7 @@ def decode_meter(evidence: metre.Evidence, *, duration: float | None = None) -> 
     ``duration`` are dropped. Silence gives :meth:`Beats.empty`.
     """
     fps = evidence.fps
-    pulse = metre.track_pulse(evidence.activations, fps)
+    pulse = metre.trim_silent_ends(metre.track_pulse(evidence.activations, fps), evidence.onset, fps)
     grid, parts = metre.tatum_grid(pulse, evidence.onset, fps)
     accent, downbeat = metre.grid_evidence(grid, evidence) if grid.size >= 8 else (grid, grid)
     chosen = metre.choose_meter(grid, accent, downbeat)
