@@ -12,10 +12,14 @@ lag capped at 100 ms; 2-core machine)::
     wsola (pytsmod)    10 / 22 ms      10 / 20 ms          6.51 dB   0.6 s
     not stretched      56 / 100 ms    200 / 700 ms        11.90 dB   -
 
-- ``"rubberband"`` (default): the ``rubberband`` program (Debian ``rubberband-cli``) through pyrubberband
-  (ISC), with the R3 engine (``--fine``) where the program has it (Rubber Band >= 3.0), else R2 with a
-  warning. Best alignment and quality; its 1.4 s is small next to generating 30 s of music. The program is
-  GPL-2.0+, but it runs as a separate process, so no GPL code is linked into this MIT package. Its weak
+- ``"rubberband"`` (default): the ``rubberband`` program (Debian ``rubberband-cli``), run as pyrubberband
+  (ISC) runs it (``--time`` and ``--timemap``), with the R3 engine (``--fine``) where the program has it
+  (Rubber Band >= 3.0), else R2 with a warning. The program is started with ``subprocess.Popen`` and waited
+  for in steps of ``POLL_S``, so an exception injected into the waiting thread (a Cog cancel under coglet
+  arrives that way, and only while Python bytecode runs) stops it within a second: the child is killed and
+  reaped and its temporary files are removed. Best alignment and quality; its 1.4 s is small next to
+  generating 30 s of music. The program is GPL-2.0+, but it runs as a separate process, so no GPL code is
+  linked into this MIT package. Its weak
   spot is a short region stretched far (typically (0, 0) to a first downbeat a fraction of a second in):
   every later anchor then lands off by a constant for the rest of the file (R3: 36 ms after 0.3 s -> 0.8 s,
   91 ms after 0.1 s -> 0.4 s; at most 14 ms up to 1.5x). Plans therefore bound every region's stretch
@@ -34,9 +38,12 @@ import functools
 import logging
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import soundfile
 
 from musicgen_remix.errors import InputError, MusicgenRemixError
 
@@ -48,6 +55,8 @@ DEFAULT_ENGINE: Engine = "rubberband"
 
 _RUBBERBAND = "rubberband"
 _RUBBERBAND_PEAK = 0.5
+POLL_S = 0.05
+"""How often the thread waiting for the rubberband program runs Python bytecode (so a cancel can land)."""
 
 
 def timemap_stretch(
@@ -122,7 +131,7 @@ def _fit(stretched: np.ndarray, length: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Rubber Band (the rubberband program, through pyrubberband)
+# Rubber Band (the rubberband program, run the way pyrubberband runs it)
 
 
 @functools.cache
@@ -139,24 +148,52 @@ def _rubberband_has_r3() -> bool:
 
 
 def _rubberband(wav: np.ndarray, sample_rate: int, frames: np.ndarray) -> np.ndarray:
-    import pyrubberband
-
     fine = _rubberband_has_r3()
     if not fine:
         logger.warning("rubberband has no R3 engine (needs Rubber Band >= 3.0); using the R2 engine")
-    # pyrubberband hands the audio over as 16-bit WAV, and rubberband restarts with a lower gain when its
-    # output clips: give it 6 dB of headroom (16-bit noise stays ~90 dB down) and restore the level after.
+    # Rubber Band restarts with a lower gain when its output clips: give it 6 dB of headroom and restore the
+    # level after (the files are 32-bit float, so nothing is lost).
     peak = float(np.abs(wav).max())
     scale = peak / _RUBBERBAND_PEAK if peak > 0 else 1.0
-    rbargs = {"--fine": ""} if fine else {"--fast": ""}
     # (0, 0) is implied. Given explicitly, Rubber Band 3.1.2's R3 engine derives a NaN ratio from it and
     # ignores the whole map (breakfastquay/rubberband#124); R2 gives the same result either way.
-    time_map = [(int(source), int(target)) for source, target in frames[1:]]
-    try:
-        stretched = pyrubberband.timemap_stretch((wav / scale).T, sample_rate, time_map, rbargs=rbargs)
-    except (RuntimeError, subprocess.CalledProcessError) as error:
-        raise MusicgenRemixError(f"rubberband failed to stretch the audio: {error}") from error
-    return np.atleast_2d(stretched.T) * scale
+    time_map = "".join(f"{int(source)} {int(target)}\n" for source, target in frames[1:])
+    with tempfile.TemporaryDirectory(prefix="musicgen-remix-stretch-") as tmp:
+        folder = Path(tmp)
+        source, target, mapping, log = (folder / name for name in ("in.wav", "out.wav", "map.txt", "log.txt"))
+        soundfile.write(source, (wav / scale).T, sample_rate, subtype="FLOAT")
+        mapping.write_text(time_map)
+        ratio = float(frames[-1, 1]) / float(frames[-1, 0])
+        command = [_RUBBERBAND, "-q", "--fine" if fine else "--fast", "--time", repr(ratio), "--timemap",
+                   str(mapping), str(source), str(target)]
+        returncode = run_interruptibly(command, log)
+        if returncode != 0:
+            detail = log.read_text(errors="replace").strip()[-500:]
+            raise MusicgenRemixError(f"rubberband failed to stretch the audio (exit {returncode}): {detail}")
+        stretched, _ = soundfile.read(target, dtype="float32", always_2d=True)
+    return stretched.T * scale
+
+
+def run_interruptibly(command: list[str], log: Path) -> int:
+    """Run ``command`` with stdout discarded and stderr to ``log``; return its exit status.
+
+    The wait is a loop of ``POLL_S`` timeouts, so Python bytecode runs at least that often and an exception
+    raised into this thread (``PyThreadState_SetAsyncExc``, which is how coglet delivers a cancel) lands
+    within a poll; on any exception, including KeyboardInterrupt and other BaseExceptions, the child is
+    killed and reaped before the exception propagates.
+    """
+    with open(log, "wb") as errors:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors)
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    continue
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
 
 
 # ----------------------------------------------------------------------------------------------------
