@@ -48,7 +48,7 @@ class GenerateRunner(BaseRunner):
     ) -> Path:
         with self.entrypoint.request() as (out_dir, progress):
             request = GenerateRequest(
-                prompt=prompt, input_audio=downloaded_file(input_audio, "input_audio", downloaded=_made(input_audio)),
+                prompt=prompt, input_audio=downloaded_file(input_audio, "input_audio", downloaded=_made(input_audio), into=out_dir),
                 duration=duration, continuation=continuation, continuation_start=continuation_start,
                 continuation_end=continuation_end, multi_band_diffusion=multi_band_diffusion,
                 normalization_strategy=normalization_strategy, top_k=top_k, top_p=top_p, temperature=temperature,
@@ -111,8 +111,8 @@ class RemixRunner(BaseRunner):
         inputs = {k: v for k, v in scope.items() if k not in ("self", "__class__")}
         music_input = inputs.pop("music_input")
         with self.entrypoint.request() as (out_dir, progress):
-            request = RemixRequest(music_input=downloaded_file(music_input, "music_input", downloaded=_made(music_input)),
-                                   **inputs)
+            request = RemixRequest(music_input=downloaded_file(music_input, "music_input", downloaded=_made(music_input),
+                                                               into=out_dir), **inputs)
             result = self.service.predict(request, out_dir, progress, extras=extras)
             return [str(p) for p in (result.mix, result.instrumental, result.vocals, result.analysis_json,
                                      result.plot) if p is not None]

@@ -9,14 +9,13 @@ continuation keeps the caller's own audio at the start of the output.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from musicgen_remix.audio import Audio, convert, normalize, read_audio, trim, write_audio
 from musicgen_remix.engine.decode import decode
-from musicgen_remix.engine.inputs import SharedInputs, input_defaults
+from musicgen_remix.engine.inputs import SharedInputs, clean_prompt, input_defaults
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.seeding import apply_seed, resolve_seed
 from musicgen_remix.engine.tokens import generate_tokens
@@ -32,13 +31,11 @@ logger = logging.getLogger(__name__)
 DURATION_MAX_S = 300  # windowed continuation beyond the 30 s window, up to 5 minutes
 INPUT_AUDIO_MAX_S = 600.0
 INPUT_AUDIO_MIN_S = 0.5  # shorter is a broken upload, not something to continue or follow
-PROMPT_MAX_CHARS = 2000
 SPLICE_FADE_S = 0.02
 MODEL_VERSIONS = ("default", "melody", "stereo-melody", "melody-large", "stereo-melody-large",
                   "small", "medium", "large")
 ModelVersion = Literal["default", "melody", "stereo-melody", "melody-large", "stereo-melody-large",
                        "small", "medium", "large"]
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -94,16 +91,6 @@ def check_request(req: GenerateRequest) -> str | None:
     if req.model_version not in MODEL_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(MODEL_VERSIONS)}")
     return prompt
-
-
-def clean_prompt(prompt: str | None) -> str | None:
-    if prompt is None or not prompt.strip():
-        return None
-    if len(prompt) > PROMPT_MAX_CHARS:
-        raise InputError("prompt", prompt, f"at most {PROMPT_MAX_CHARS} characters (got {len(prompt)})")
-    if _CONTROL.search(prompt):
-        raise InputError("prompt", prompt, "text without control characters")
-    return " ".join(prompt.split())
 
 
 def run_generate(req: GenerateRequest, loaded: Loaded, store: ModelStore, out_dir: Path,
@@ -178,9 +165,15 @@ def _conditioning(req: GenerateRequest, source: Audio | None, loaded: Loaded) ->
                              f"{audio.duration:.2f} s; set continuation_start/continuation_end)")
         return audio, None
     if not info.melody:
-        raise InputError("input_audio", str(req.input_audio),
+        raise InputError("input_audio", req.input_audio.name if req.input_audio else None,
                          f"melody conditioning needs a melody model, and {info.name} is text-only: choose a "
                          "melody model_version, or set continuation=true to continue the audio")
+    # Only so much melody reaches the model: a single window's chroma covers its first max_duration seconds,
+    # and windowed generation reads the melody up to the output's duration. Cut the rest before the chroma
+    # conditioner separates it (a 600 s upload for an 8 s output would be separated whole).
+    used = max(float(req.duration), info.max_duration)
+    if audio.duration > used:
+        audio = Audio(audio.wav[:, : round(used * audio.sample_rate)], audio.sample_rate)
     return None, audio
 
 

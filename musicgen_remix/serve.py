@@ -15,6 +15,7 @@ Then this process becomes the server (``exec``), so signals reach it directly. T
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from musicgen_remix.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO_ROOT / "openapi"
@@ -74,6 +77,9 @@ def serve(entrypoint: str, *, host: str = "127.0.0.1", port: int = 5000, upload_
         raise InputError("--port", port, "a TCP port from 1 to 65535")
     workdir, env = prepare(entrypoint)
     env["PORT"] = str(port)
+    if env.get("WEBHOOK_AUTH_TOKEN"):
+        logger.warning("WEBHOOK_AUTH_TOKEN is set: Cog sends it as a bearer token to every webhook URL a caller "
+                       "names; set it only where callers cannot choose webhooks (see the README)")
     command = [sys.executable, "-m", "cog.server.http", "--host", host]
     if upload_url:
         command += ["--upload-url", upload_url]

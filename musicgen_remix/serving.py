@@ -10,7 +10,9 @@ This module owns the process-level plumbing:
   ``run()`` as a plain ``str``: a caller could name a file on the server);
 - failures are logged with their traceback (the current Cog runtime reports only a one-line error) and a
   cancel, which Cog 0.23 delivers as an exception injected into the prediction thread, passes through
-  untouched after the request's files are removed.
+  untouched after the request's files are removed;
+- Cog's own leftovers in ``TMPDIR`` are removed: when a URL input fails to download, Cog has already created
+  its empty ``tmp*`` file and never removes it (one per failed request).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +34,9 @@ from musicgen_remix.errors import InputError
 logger = logging.getLogger(__name__)
 
 REQUEST_DIR_PREFIX = "musicgen-remix-"
+LEFTOVER_AGE_S = 10.0
+"""An empty ``tmp*`` file older than this is a failed download of an earlier request (this request's inputs
+were written just before ``run()`` was called, and Cog serves one request at a time)."""
 
 
 class RequestDirs:
@@ -72,6 +79,7 @@ class Entrypoint:
     @contextlib.contextmanager
     def request(self) -> Iterator[tuple[Path, Progress]]:
         """A new request's directory and progress reporter (log lines); see the module docstring."""
+        remove_cog_leftovers()
         out_dir = self.dirs.new()
         try:
             yield out_dir, Progress(report=log_progress())
@@ -89,7 +97,25 @@ class Entrypoint:
             raise
 
 
-def downloaded_file(value: object, field: str, *, downloaded: bool) -> Path | None:
+def remove_cog_leftovers(tmpdir: Path | None = None) -> list[str]:
+    """Remove the empty ``tmp*`` files Cog's failed input downloads leave in ``TMPDIR``; returns their names."""
+    root = Path(tmpdir or tempfile.gettempdir())
+    removed = []
+    now = time.time()
+    for path in root.glob("tmp*"):
+        try:
+            stat = path.lstat()
+            if path.is_file() and not path.is_symlink() and stat.st_size == 0 and now - stat.st_mtime > LEFTOVER_AGE_S:
+                path.unlink()
+                removed.append(path.name)
+        except OSError:  # gone meanwhile, or not ours to remove
+            continue
+    if removed:
+        logger.info("removed %d empty file(s) left in %s by failed input downloads", len(removed), root)
+    return removed
+
+
+def downloaded_file(value: object, field: str, *, downloaded: bool, into: Path | None = None) -> Path | None:
     """A file input as the server received it: ``None``, or a file it downloaded for this request.
 
     Args:
@@ -97,6 +123,8 @@ def downloaded_file(value: object, field: str, *, downloaded: bool) -> Path | No
         field: the input's name, for the error.
         downloaded: whether Cog made ``value`` from a URL it fetched (a ``cog.Path``); a plain string is
             a path the caller chose on the server, which is never read.
+        into: the request's directory: the file is linked there under the name the caller's URL gave it
+            (Cog stores it as ``tmp<8 random characters><name>``), so errors name what the caller sent.
 
     Raises:
         InputError: naming ``field``, for anything but a downloaded file.
@@ -108,5 +136,15 @@ def downloaded_file(value: object, field: str, *, downloaded: bool) -> Path | No
                                        "not accepted")
     path = Path(str(value))
     if not path.is_file():
-        raise InputError(field, path.name, "a file the server could download")
-    return path
+        raise InputError(field, _caller_name(path.name), "a file the server could download")
+    if into is None:
+        return path
+    link = into / "inputs" / field / (_caller_name(path.name) or "file")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(path.resolve())
+    return link
+
+
+def _caller_name(name: str) -> str:
+    """The file name the caller's URL gave, without the prefix Cog's ``NamedTemporaryFile`` added."""
+    return re.sub(r"^tmp[a-z0-9_]{8}", "", name)

@@ -133,6 +133,29 @@ def test_melody_conditioning_on_melody_model(generate_service: GenerateService, 
     assert digest(melody) != digest(text_only)
 
 
+def test_only_the_melody_the_model_uses_is_processed(generate_service: GenerateService, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 70 s melody for a 3 s output: the chroma conditioner (which separates what it gets) sees the first
+    30 s, all a single window's chroma covers; the output is what the first 30 s alone give."""
+    long_path = tmp_path / "long.wav"
+    soundfile.write(str(long_path), tune(70.0), INPUT_SR, subtype="PCM_16")
+    short_path = tmp_path / "short.wav"
+    soundfile.write(str(short_path), tune(70.0)[: 30 * INPUT_SR], INPUT_SR, subtype="PCM_16")
+    seen: list[float] = []
+    real = generate_module.generate_tokens
+
+    def spy(model: Any, **kwargs: Any) -> Any:
+        if kwargs.get("melody") is not None:
+            seen.append(kwargs["melody"].shape[-1] / SR)
+        return real(model, **kwargs)
+
+    monkeypatch.setattr(generate_module, "generate_tokens", spy)
+    long = run(generate_service, tmp_path, "long", prompt="calm piano", input_audio=long_path, seed=4)
+    short = run(generate_service, tmp_path, "short", prompt="calm piano", input_audio=short_path, seed=4)
+    assert seen == [30.0, 30.0]
+    assert digest(long) == digest(short)
+
+
 def test_melody_without_prompt(generate_service: GenerateService, tmp_path: Path, tune_wav: Path) -> None:
     result = run(generate_service, tmp_path, "a", input_audio=tune_wav, seed=2)
     assert read_audio(result.path).num_frames == 3 * SR
@@ -144,6 +167,7 @@ def test_melody_on_text_only_model_is_refused(generate_service: GenerateService,
         run(generate_service, tmp_path, "a", prompt="calm piano", input_audio=tune_wav, model_version="small")
     assert info.value.field == "input_audio"
     assert "text-only" in str(info.value)
+    assert str(tune_wav.parent) not in str(info.value)  # the file's name, never a path on the server
     assert list((tmp_path / "a").iterdir()) == []
 
 
@@ -459,6 +483,14 @@ def test_replicate_weights_must_be_http(generate_service: GenerateService, tmp_p
     ({"prompt": "x" * 10_000}, "prompt"),
     ({"prompt": "calm\x00piano"}, "prompt"),
     ({"prompt": "calm\x1bpiano"}, "prompt"),
+    ({"prompt": "calm\x85piano"}, "prompt"),  # C1 control (NEL)
+    ({"prompt": "calm\x9bpiano"}, "prompt"),  # C1 control (CSI)
+    ({"prompt": "calm \ud800 piano"}, "prompt"),  # a lone surrogate: not text, crashes tokenizers
+    ({"prompt": "calm piano", "top_p": float("nan")}, "top_p"),
+    ({"prompt": "calm piano", "top_p": float("inf")}, "top_p"),
+    ({"prompt": "calm piano", "temperature": float("nan")}, "temperature"),
+    ({"prompt": "calm piano", "temperature": float("inf")}, "temperature"),
+    ({"prompt": "calm piano", "classifier_free_guidance": float("nan")}, "classifier_free_guidance"),
     ({"prompt": "calm piano", "normalization_strategy": "loud"}, "normalization_strategy"),
     ({"prompt": "calm piano", "output_format": "ogg"}, "output_format"),
     ({"prompt": "calm piano", "model_version": "huge"}, "model_version"),

@@ -43,6 +43,7 @@ _JULIUS_MAX_KERNEL_TAPS = 4_000_000
 
 _PCM16_SCALE = 32767.0
 _UNKNOWN_LENGTH = 2**62
+_READ_BLOCK_FRAMES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,25 @@ class _LengthCap:
 
 
 def _read_with_soundfile(path: Path, check_length: _LengthCap) -> tuple[np.ndarray, int] | None:
-    """Decode with libsndfile; None when it cannot open or finish the file (PyAV gets a try)."""
+    """Decode with libsndfile; None when it cannot open or finish the file (PyAV gets a try).
+
+    Read block by block with the length cap checked as it grows: a stream whose header gives no length (a
+    FLAC or WAV written to a pipe) declares an absurd frame count, and one read would ask for all of it.
+    """
     try:
         with soundfile.SoundFile(str(path)) as handle:
             sample_rate = int(handle.samplerate)
             declared = int(handle.frames)
-            # Checked before decoding so an over-long upload is refused without filling memory;
-            # libsndfile reports an absurd count for streams of unknown length, so those are skipped.
+            # Checked before decoding so an over-long upload is refused without filling memory.
             if declared < _UNKNOWN_LENGTH:
                 check_length(declared, sample_rate)
-            data = handle.read(dtype="float32", always_2d=True)
+            blocks: list[np.ndarray] = []
+            frames = 0
+            while block := len(chunk := handle.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)):
+                blocks.append(chunk)
+                frames += block
+                check_length(frames, sample_rate)
+            data = np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), np.float32)
     except soundfile.SoundFileError as error:
         logger.debug("soundfile could not read %s (%s); trying PyAV", path.name, error)
         return None

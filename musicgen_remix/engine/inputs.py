@@ -6,6 +6,7 @@ their defaults from those dataclasses (:func:`input_defaults`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -13,6 +14,29 @@ from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES
 from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
 from musicgen_remix.engine.seeding import resolve_seed
 from musicgen_remix.errors import InputError
+
+PROMPT_MAX_CHARS = 2000
+# C0 controls but tab and newline, DEL, C1 controls (U+0080-U+009F), and lone surrogates (not text: no
+# encoder or tokenizer can take them).
+_NOT_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_text(field: str, value: str, max_chars: int) -> str:
+    """``value`` if it is at most ``max_chars`` characters of text; else :class:`InputError` naming ``field``."""
+    if not isinstance(value, str):
+        raise InputError(field, value, "text")
+    if len(value) > max_chars:
+        raise InputError(field, value, f"at most {max_chars} characters (got {len(value)})")
+    if _NOT_TEXT.search(value):
+        raise InputError(field, value, "text without control characters or lone surrogates")
+    return value
+
+
+def clean_prompt(prompt: str | None) -> str | None:
+    """The prompt with its whitespace collapsed; None when blank. Raises :class:`InputError` naming ``prompt``."""
+    if prompt is None or not str(prompt).strip():
+        return None
+    return " ".join(check_text("prompt", prompt, PROMPT_MAX_CHARS).split())
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ def plot_remix(path: Path, *, song: np.ndarray, sample_rate: int, song_downbeats
     for d in song_downbeats:
         ax_wave.axvline(d, color="tab:blue", linewidth=0.8, alpha=0.7)
     ax_wave.set_ylabel("song")
-    ax_wave.set_title(title or "remix: downbeats and chords")
+    # parse_math=False: a prompt with "$...$" is text, not mathtext (which fails on "$^$").
+    ax_wave.set_title(title or "remix: downbeats and chords", parse_math=False)
 
     rows = [("song", song_downbeats, "tab:blue"), ("generated", generated_downbeats, "tab:red"),
             ("synced", synced_downbeats, "tab:green")]

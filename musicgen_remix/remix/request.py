@@ -8,9 +8,8 @@ from pathlib import Path
 
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
-from musicgen_remix.engine.inputs import SharedInputs, input_defaults
+from musicgen_remix.engine.inputs import SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
-from musicgen_remix.generate import clean_prompt
 from musicgen_remix.remix.beatsync import resolve_threshold
 
 CHORD_VERSIONS = ("chord", "stereo-chord", "chord-large", "stereo-chord-large")
@@ -49,8 +48,8 @@ def check_remix_request(req: RemixRequest) -> str:
         raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
     check_chroma_coefficient(req.chroma_coefficient)
     resolve_threshold(req.beat_sync_threshold, bpm=None)  # range check; the song's tempo comes later
-    if req.chords is not None and len(req.chords) > CHORDS_MAX_CHARS:
-        raise InputError("chords", req.chords, f"at most {CHORDS_MAX_CHARS} characters")
+    if req.chords is not None:
+        check_text("chords", req.chords, CHORDS_MAX_CHARS)
     if req.chords is not None and req.chords.strip():
         # The chord names, checked before any audio work (laying them over the bars needs the downbeats).
         parse_chord_progression(req.chords, (), DEFAULT_BAR_SECONDS)

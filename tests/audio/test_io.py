@@ -462,3 +462,17 @@ def test_trim_names_the_callers_fields() -> None:
         trim(audio, 0.0, 2.0, start_field="melody_start", end_field="melody_end")
     assert error.value.field == "melody_end"
     assert "0 <= melody_start < melody_end" in str(error.value)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program writes the stream")
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_a_stream_with_no_length_in_its_header_is_read_within_the_cap(tmp_path: Path, fmt: str) -> None:
+    """What any streaming encoder writes (ffmpeg to a pipe): the header says nothing of the length."""
+    path = tmp_path / f"piped.{fmt}"
+    with path.open("wb") as out:
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=3",
+                        "-ar", "32000", "-f", fmt, "-"], stdout=out, check=True)
+    audio = read_audio(path, max_seconds=600)
+    assert audio.duration == pytest.approx(3.0, abs=0.01) and audio.sample_rate == 32000
+    with pytest.raises(AudioError, match=r"input_audio='piped\.\w+' is not allowed: audio no longer than 2 s"):
+        read_audio(path, max_seconds=2)

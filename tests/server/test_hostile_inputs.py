@@ -44,6 +44,7 @@ inputs are removed, and nothing is written to the repository root (the servers' 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING
 import lameenc
 import numpy as np
 import pytest
+import requests
 
 from fixtures.audio import SAMPLE_RATE, audio_bytes, data_uri, decode_audio_uri, sine
 from fixtures.cogserver import REPO
@@ -354,7 +356,8 @@ def test_remix_requests_leave_at_most_one_directory(remix_server: CogServer) -> 
     assert len(remix_server.request_dirs()) <= 1
     leftovers = [p for p in remix_server.tmpdir.iterdir() if p.name.startswith("tmp")]
     # Cog leaks one empty temporary file per URL input whose download fails (it creates the file, then the
-    # download raises before it records the path it would clean up). Nothing else may be left.
+    # download raises before it records the path it would clean up); the next request removes those older
+    # than serving.LEFTOVER_AGE_S. Nothing else may be left.
     assert all(p.is_file() and p.stat().st_size == 0 for p in leftovers), [
         (p.name, p.stat().st_size) for p in leftovers]
     assert len(leftovers) <= 2, [p.name for p in leftovers]  # the two failed downloads of this module
@@ -382,3 +385,102 @@ def test_nothing_is_written_to_the_repository_root(repo_root_before: set[str],
     assert servers  # the servers ran from the repository root for the whole module
     new = _repo_listing() - repo_root_before
     assert not new, f"written to the servers' working directory: {sorted(new)}"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Round two: numbers, text, error text, and what the server around the entrypoints does
+
+
+def raw_post(server: CogServer, body: str) -> requests.Response:
+    return requests.post(f"{server.url}/predictions", data=body.encode(), timeout=60,
+                         headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize(("field", "literal"), [
+    ("top_p", "NaN"), ("temperature", "Infinity"), ("temperature", "-Infinity"), ("top_p", "1e309"),
+])
+def test_non_finite_numbers_are_refused_naming_the_field(servers: dict[str, CogServer], entrypoint: str,
+                                                          field: str, literal: str) -> None:
+    """JSON has no NaN or Infinity; the server refuses the body (400) and names the input, echoing nothing."""
+    response = raw_post(servers[entrypoint], '{"input": {"prompt": "calm piano", "%s": %s}}' % (field, literal))
+    assert response.status_code == 400, response.text
+    assert f"input.{field}" in response.text
+    assert servers[entrypoint].wait_status("READY") == "READY"
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize(("field", "value"), [("top_p", "inf"), ("temperature", "NaN"), ("beat_sync_threshold", "-inf"),
+                                              ("chroma_coefficient", "nan")])
+def test_non_finite_numbers_as_strings_get_422(servers: dict[str, CogServer], entrypoint: str, field: str,
+                                               value: str) -> None:
+    if entrypoint == "generate" and field in ("beat_sync_threshold", "chroma_coefficient"):
+        pytest.skip("a remix input")
+    assert_422(servers[entrypoint], inputs_for(entrypoint, **{field: value}), field)
+
+
+@pytest.mark.parametrize(("entrypoint", "field"), [("generate", "prompt"), ("remix", "prompt")])
+def test_input_null_or_missing_fails_naming_what_is_needed(servers: dict[str, CogServer], entrypoint: str,
+                                                           field: str) -> None:
+    for body in ('{"input": null}', "{}"):
+        response = raw_post(servers[entrypoint], body)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "failed"
+        assert f"InputError: {field}=None is not allowed" in response.json()["error"]
+        assert servers[entrypoint].wait_status("READY") == "READY"
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+def test_a_null_optional_input_gets_422_naming_it(servers: dict[str, CogServer], entrypoint: str) -> None:
+    """Documented: omit an optional input instead of sending null."""
+    assert_422(servers[entrypoint], inputs_for(entrypoint, seed=None), "seed")
+
+
+@pytest.mark.parametrize("entrypoint", ["generate", "remix"])
+@pytest.mark.parametrize("prompt", ["calm \x85piano", "calm \x9b31mpiano"])
+def test_c1_control_characters_are_refused(servers: dict[str, CogServer], entrypoint: str, prompt: str) -> None:
+    inputs = inputs_for(entrypoint, prompt=prompt.encode().decode("unicode_escape"))
+    if entrypoint == "remix":
+        inputs["music_input"] = wav_uri(sine(6.0, 16000), 16000)
+    assert_failed(servers[entrypoint], inputs, "prompt", r"without control characters")
+
+
+def test_a_lone_surrogate_is_refused_naming_the_prompt(generate_server: CogServer) -> None:
+    response = raw_post(generate_server, '{"input": {"prompt": "calm \\ud800 piano", "duration": 1}}')
+    assert response.status_code == 400, response.text
+    assert "input.prompt" in response.text
+    assert generate_server.wait_status("READY") == "READY"
+
+
+def piped_flac() -> bytes:
+    return subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=330:duration=2",
+                           "-ar", "32000", "-f", "flac", "-"], capture_output=True, check=True).stdout
+
+
+def test_a_flac_without_length_in_its_header_works(generate_server: CogServer) -> None:
+    uri = data_uri(piped_flac(), "audio/flac")
+    assert_works(generate_server, inputs_for("generate", input_audio=uri, continuation=True, continuation_end=1,
+                                             duration=2), 2.0)
+
+
+def test_errors_name_the_callers_file_not_a_server_path(generate_server: CogServer, files: FileServer) -> None:
+    url = files.add("/uploads/my-song.wav", audio_bytes(np.full(SAMPLE_RATE, np.nan, np.float32), SAMPLE_RATE,
+                                                        subtype="FLOAT"))
+    body = assert_failed(generate_server, inputs_for("generate", input_audio=url, continuation=True, duration=3),
+                         "input_audio", r"NaN or Inf")
+    assert "input_audio='my-song.wav'" in body["error"], body["error"]
+    assert str(generate_server.tmpdir) not in body["error"] and "/tmp" not in body["error"]
+
+
+def test_empty_files_of_failed_downloads_are_removed_by_the_next_request(generate_server: CogServer,
+                                                                         files: FileServer) -> None:
+    from musicgen_remix.serving import LEFTOVER_AGE_S
+
+    before = {p.name for p in generate_server.tmpdir.glob("tmp*")}
+    body = generate_server.predict(inputs_for("generate", input_audio=f"{files.base}/missing.wav")).json()
+    assert body["status"] == "failed" and "404" in body["error"]
+    leaked = [p for p in generate_server.tmpdir.glob("tmp*") if p.name not in before]
+    assert leaked and all(p.stat().st_size == 0 for p in leaked)  # Cog's own leftover, as recorded
+    time.sleep(LEFTOVER_AGE_S + 0.5)
+    assert_works(generate_server, {**GENERATE, "duration": 1}, 1.0)
+    assert not [p for p in leaked if p.exists()]
