@@ -17,7 +17,6 @@ mitigate, the test checks the mitigation.
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,8 +30,6 @@ from fixtures.audio import SAMPLE_RATE, audio_bytes, sine
 from fixtures.peers import Receiver, SilentPort, _Peer
 
 if TYPE_CHECKING:
-    from fixtures.cogserver import CogServer
-
     from .conftest import StartServer
 
 pytestmark = pytest.mark.server
@@ -45,8 +42,6 @@ class _SlowBody(_Peer):
 
     def __init__(self, body: bytes, *, interval: float = 0.25, seconds: float = 6.0,
                  headers: dict[str, str] | None = None) -> None:
-        peer = self
-
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
                 pass
@@ -70,7 +65,6 @@ class _SlowBody(_Peer):
 
         super().__init__(Handler)
         self.url = f"{self.base}/song.wav"
-        _ = peer
 
 
 @pytest.fixture(scope="module")
@@ -139,4 +133,3 @@ def test_a_gzip_encoded_input_is_inflated_by_cog(cog_servers: StartServer) -> No
     assert body["status"] == "failed"
     assert "silent" in body["error"], body["error"]  # the inflated audio reached the entrypoint
     assert server.wait_status("READY") == "READY"
-    _ = threading  # (peers run in threads of their own)

@@ -403,7 +403,7 @@ def raw_post(server: CogServer, body: str) -> requests.Response:
 def test_non_finite_numbers_are_refused_naming_the_field(servers: dict[str, CogServer], entrypoint: str,
                                                           field: str, literal: str) -> None:
     """JSON has no NaN or Infinity; the server refuses the body (400) and names the input, echoing nothing."""
-    response = raw_post(servers[entrypoint], '{"input": {"prompt": "calm piano", "%s": %s}}' % (field, literal))
+    response = raw_post(servers[entrypoint], f'{{"input": {{"prompt": "calm piano", "{field}": {literal}}}}}')
     assert response.status_code == 400, response.text
     assert f"input.{field}" in response.text
     assert servers[entrypoint].wait_status("READY") == "READY"
