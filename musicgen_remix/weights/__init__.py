@@ -2,7 +2,9 @@
 
 ``weights/manifest.toml`` (at the repository root) lists every asset with its source, revision,
 hashes and licence; :mod:`.manifest` validates it and maps assets onto the on-disk layout their
-loaders expect; :mod:`.fetch` downloads them resumably and verifies them before use.
+loaders expect; :mod:`.fetch` downloads them resumably and verifies them before use. :mod:`.download`
+is the HTTP download core every URL goes through (streaming, hashing, byte cap, total deadline and
+stall rule, atomic rename), and :mod:`.guard` the address policy for URLs a caller supplies.
 """
 
 from musicgen_remix.weights.fetch import (

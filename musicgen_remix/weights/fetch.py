@@ -8,6 +8,13 @@ hash is recorded in a ``<dest>.sha256`` sidecar (``sha256sum`` format); a later 
 sidecar that is newer than its file and matches the manifest instead of re-hashing gigabytes.
 Hugging Face files come from ``{endpoint}/{repo}/resolve/{revision}/{file}`` through the same code
 path as direct URLs. Concurrent fetches into one root are serialised by a lock file.
+
+The transfer itself is :mod:`musicgen_remix.weights.download`'s (the download core shared with
+``replicate_weights``): every attempt is bounded by a total deadline derived from the bytes still
+expected and by a stall rule (``MUSICGEN_REMIX_DOWNLOAD_*``); hitting either is retried like a dropped
+connection, resuming the ``.part``. The manifest is deployment configuration, so its URLs are trusted:
+no address guard applies (a weights mirror on an internal host is fine), and the environment's proxies
+are honoured.
 """
 
 from __future__ import annotations
@@ -28,6 +35,14 @@ import requests
 from tqdm import tqdm
 
 from musicgen_remix.errors import WeightsError
+from musicgen_remix.weights.download import (
+    DownloadTooLarge,
+    DownloadTooSlow,
+    commit,
+    new_session,
+    stream_into,
+    watched,
+)
 from musicgen_remix.weights.manifest import (
     Asset,
     AssetFile,
@@ -52,8 +67,6 @@ RETRY_WAIT_S = 2.0
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".sha256"
 LOCK_NAME = ".fetch.lock"
-CHUNK_BYTES = 64 * 1024
-"""Read size while streaming; a dropped connection loses at most the chunk being read."""
 _USER_AGENT = "musicgen-remix-weights/1"
 _CONTENT_RANGE_RE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE_RE = re.compile(r"bytes \*/(\d+)")
@@ -259,7 +272,7 @@ def _fetch_file(
             logger.warning("downloading %s: %s; retry %d/%d in %.0f s", label, exc, attempt, retries, wait)
             time.sleep(wait)
     _check_download(part, file, digest)
-    os.replace(part, dest)
+    commit(part, dest)
     _write_sidecar(dest, digest)
     if file.sha256 is None:
         logger.warning(
@@ -275,18 +288,24 @@ def _download(
     progress: ProgressCallback | None,
     timeout: tuple[float, float],
 ) -> str:
-    """Stream ``file.url`` into ``part`` (resuming it), returning the SHA-256 of the whole file."""
+    """Stream ``file.url`` into ``part`` (resuming it), returning the SHA-256 of the whole file.
+
+    The transfer runs under the download core's deadline and stall rule (``MUSICGEN_REMIX_DOWNLOAD_*``);
+    either ending it is retryable, and the ``.part`` keeps what arrived.
+    """
     offset = part.stat().st_size if part.exists() else 0
     if file.size is not None and offset > file.size:
         part.unlink()
         offset = 0
+    # Hashed before the request: gigabytes of local reading must not count against the stall rule.
+    resumed = _hash_file(part) if offset else None
     headers = {"Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
-        with http.get(file.url, headers=headers, stream=True, timeout=timeout) as resp:
-            if resp.status_code == 416 and offset:
-                return _finish_unsatisfied_range(resp, file, part, offset)
+        with watched() as watch, http.get(file.url, headers=headers, stream=True, timeout=timeout) as resp:
+            if resp.status_code == 416 and offset and resumed is not None:
+                return _finish_unsatisfied_range(resp, file, part, offset, resumed)
             if resp.status_code >= 500 or resp.status_code == 429:
                 raise _Retryable(f"HTTP {resp.status_code} {resp.reason}")
             if resp.status_code not in (200, 206):
@@ -294,22 +313,24 @@ def _download(
                     f"cannot download {file.filename}: HTTP {resp.status_code} {resp.reason} for {file.url}"
                 )
             offset, total = _start(resp, file, part, offset)
-            hasher = _hash_file(part) if offset else hashlib.sha256()
-            done = offset
+            whole = total if total is not None else file.size
+            watch.expect(None if whole is None else whole - offset)
             if progress is not None:
-                progress(label, done, total)
-            with part.open("ab" if offset else "wb") as fh:
-                for chunk in resp.iter_content(CHUNK_BYTES):
-                    fh.write(chunk)
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    if file.size is not None and done > file.size:
-                        _discard(part)
-                        raise _size_error(file, f"more than {file.size}")
-                    if progress is not None:
-                        progress(label, done, total)
-                fh.flush()
-                os.fsync(fh.fileno())
+                progress(label, offset, total)
+            streamed = stream_into(
+                resp,
+                part,
+                watch,
+                offset=offset,
+                hasher=resumed if offset else None,
+                max_bytes=file.size,
+                on_bytes=None if progress is None else lambda done: progress(label, done, total),
+            )
+    except DownloadTooLarge as exc:
+        _discard(part)
+        raise _size_error(file, f"more than {file.size}") from exc
+    except DownloadTooSlow as exc:
+        raise _Retryable(str(exc)) from exc
     except requests.exceptions.InvalidURL as exc:
         raise WeightsError(f"cannot download {file.filename}: invalid URL {file.url}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
@@ -320,9 +341,9 @@ def _download(
         raise WeightsError(f"cannot download {file.filename} from {file.url}: {exc}") from exc
     except OSError as exc:
         raise WeightsError(f"cannot write {part}: {exc}") from exc
-    if total is not None and done != total:
-        raise _Retryable(f"connection closed after {done} of {total} bytes")
-    return hasher.hexdigest()
+    if total is not None and streamed.size != total:
+        raise _Retryable(f"connection closed after {streamed.size} of {total} bytes")
+    return streamed.sha256
 
 
 def _start(resp: requests.Response, file: AssetFile, part: Path, offset: int) -> tuple[int, int | None]:
@@ -348,12 +369,14 @@ def _start(resp: requests.Response, file: AssetFile, part: Path, offset: int) ->
     return offset, total
 
 
-def _finish_unsatisfied_range(resp: requests.Response, file: AssetFile, part: Path, offset: int) -> str:
-    """HTTP 416 after a Range request: the ``.part`` is complete if it has the full length."""
+def _finish_unsatisfied_range(
+    resp: requests.Response, file: AssetFile, part: Path, offset: int, resumed: hashlib._Hash
+) -> str:
+    """HTTP 416 after a Range request: the ``.part`` (hashed as ``resumed``) is complete if it has the full length."""
     match = _UNSATISFIED_RANGE_RE.fullmatch(resp.headers.get("Content-Range", "").strip())
     total = int(match.group(1)) if match else file.size
     if total is not None and total == offset:
-        return _hash_file(part).hexdigest()
+        return resumed.hexdigest()
     _discard(part)
     raise _Retryable(f"server rejected Range bytes={offset}- (HTTP 416); starting over")
 
@@ -453,7 +476,7 @@ def _with_suffix(path: Path, suffix: str) -> Path:
 
 
 def _new_session() -> requests.Session:
-    session = requests.Session()
+    session = new_session()  # the manifest is deployment configuration: no address guard
     session.headers["User-Agent"] = _USER_AGENT
     return session
 

@@ -1,4 +1,5 @@
-"""Downloader tests against a local HTTP server on 127.0.0.1 (Range, redirects, dropped connections)."""
+"""Downloader tests against a local HTTP server on 127.0.0.1 (Range, redirects, dropped connections), and
+the download core's deadline and stall rule against a trickling peer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.peers import TricklePeer
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.weights import (
     Asset,
@@ -24,10 +26,23 @@ from musicgen_remix.weights import (
     load_manifest,
     main_weights_fetch,
 )
-from musicgen_remix.weights.fetch import CHUNK_BYTES
+from musicgen_remix.weights.download import (
+    CHUNK_BYTES,
+    DEADLINE_ENV,
+    MIN_RATE_ENV,
+    STALL_BYTES_ENV,
+    STALL_S_ENV,
+)
 
 REV = "0123456789abcdef0123456789abcdef01234567"
 _RANGE_RE = re.compile(r"bytes=(\d+)-$")
+
+
+@pytest.fixture(autouse=True)
+def _default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Download limits are the defaults unless a test sets them."""
+    for name in (STALL_S_ENV, STALL_BYTES_ENV, MIN_RATE_ENV, DEADLINE_ENV):
+        monkeypatch.delenv(name, raising=False)
 
 
 @dataclass
@@ -195,7 +210,8 @@ def test_one_call_retries_and_resumes(tmp_path: Path, server: FakeServer) -> Non
     (path,) = fetch(["blob"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
 
     ranges = server.gets("/files/blob.th")
-    assert ranges == [None, f"bytes={2 * CHUNK_BYTES}-"]
+    # Reads return whatever arrived, so the retry resumes after the last byte received, not the last whole chunk.
+    assert ranges == [None, f"bytes={2 * CHUNK_BYTES + 1000}-"]
     assert path.read_bytes() == data
 
 
@@ -459,3 +475,56 @@ def test_publisher_sha256_prefix_refuses_another_file(tmp_path: Path, server: Fa
     with pytest.raises(WeightsError, match=r"expected fbc9f401db\.\.\., got " + _sha(lm)):
         fetch(["musicgen-medium"], tmp_path / "root", manifest=manifest, retries=0)
     assert not (tmp_path / "root" / "facebook" / "musicgen-medium" / "state_dict.bin").exists()
+
+
+def _trickled_asset(tmp_path: Path, url: str, size: int) -> dict[str, Asset]:
+    path = tmp_path / "manifest.toml"
+    path.write_text(f'[assets.slow]\nkind = "chord"\nurl = "{url}"\nsize = {size}\nlicence = "MIT"\n'
+                    'description = "a mirror that trickles"\n', encoding="utf-8")
+    return load_manifest(path)
+
+
+def test_trickling_mirror_is_cut_by_the_stall_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte every 50 ms never trips the 60 s read timeout; the stall rule ends it, the bytes stay for a resume."""
+    monkeypatch.setenv(STALL_S_ENV, "1")
+    monkeypatch.setenv(STALL_BYTES_ENV, "1024")
+    root = tmp_path / "root"
+    with TricklePeer(interval=0.05, length=1 << 20, max_s=10) as peer:
+        manifest = _trickled_asset(tmp_path, peer.url("/slow.th"), 1 << 20)
+        start = time.monotonic()
+        with pytest.raises(WeightsError, match="stalled: fewer than 1024 bytes arrived in 1 s") as info:
+            fetch(["slow"], root, manifest=manifest, retries=0)
+        elapsed = time.monotonic() - start
+        trickle = peer.wait_hung_up()
+    assert 1.0 <= elapsed < 3.0, elapsed
+    assert peer.url("/slow.th") in str(info.value)
+    kept = (root / "sakemin" / "slow.th.part").stat().st_size
+    assert 0 < kept <= trickle.sent
+    assert f"{kept} bytes are kept" in str(info.value)
+    assert not (root / "sakemin" / "slow.th").exists()
+
+
+def test_trickling_mirror_is_cut_by_the_total_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STALL_S_ENV, "100")
+    monkeypatch.setenv(STALL_BYTES_ENV, "1")
+    monkeypatch.setenv(DEADLINE_ENV, "1.5")
+    with TricklePeer(interval=0.05, length=1 << 20, max_s=10) as peer:
+        manifest = _trickled_asset(tmp_path, peer.url("/slow.th"), 1 << 20)
+        start = time.monotonic()
+        with pytest.raises(WeightsError, match="deadline of 1.5 s"):
+            fetch(["slow"], tmp_path / "root", manifest=manifest, retries=0)
+    assert 1.5 <= time.monotonic() - start < 3.5
+
+
+def test_each_retry_gets_its_own_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cut transfer is retried like a dropped connection, resuming with a Range request."""
+    monkeypatch.setenv(DEADLINE_ENV, "0.5")
+    with TricklePeer(interval=0.05, length=1 << 20, max_s=10) as peer:
+        manifest = _trickled_asset(tmp_path, peer.url("/slow.th"), 1 << 20)
+        start = time.monotonic()
+        with pytest.raises(WeightsError, match="after 2 attempt"):
+            fetch(["slow"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
+    assert 1.0 <= time.monotonic() - start < 3.0
+    first, second = peer.trickles
+    assert first.range is None and second.range is not None and second.range.startswith("bytes=")
+    assert 0 < int(second.range[len("bytes="):-1]) <= first.sent
