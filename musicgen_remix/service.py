@@ -95,7 +95,8 @@ class GenerateService(_Service):
             return self.store.release(DEFAULT_VERSION)
         text = str(weights)
         if text.startswith(("http://", "https://")):
-            path = download_checkpoint(text, self.root / ".cache" / "default_weights")
+            # COG_WEIGHTS is deployment configuration: trusted, so internal hosts are allowed.
+            path = download_checkpoint(text, self.root / ".cache" / "default_weights", trusted=True)
             return self.store.finetune(path, digest=path.stem)
         path = Path(text)
         if path.is_dir():

@@ -13,7 +13,6 @@ job, which uses the safe allow-list.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import lzma
 import os
@@ -25,13 +24,22 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from musicgen_remix.errors import InputError, WeightsError
+import requests
 
-if TYPE_CHECKING:
-    import requests
+from musicgen_remix.errors import InputError, WeightsError
+from musicgen_remix.weights.download import (
+    DownloadTooLarge,
+    DownloadTooSlow,
+    Limits,
+    Streamed,
+    commit,
+    new_session,
+    stream_into,
+    watched,
+)
+from musicgen_remix.weights.guard import ALLOWED_HOSTS_ENV, AddressGuard, AddressNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -145,42 +153,81 @@ def check_url(url: str) -> str:
     return url
 
 
+NOT_ALLOWED = (f"a URL on an allowed host (this URL, or a redirect from it, is not an allowed host: loopback, "
+               f"private, link-local, multicast and reserved addresses, and names that do not resolve, are refused "
+               f"unless the server lists them in {ALLOWED_HOSTS_ENV})")
+"""What a refused host is told: the same words whatever the rule, and whether or not anything listens there."""
+
+
 def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int | None = None,
                         timeout: tuple[float, float] = (10.0, 60.0), keep: int = KEEP,
-                        memo: UrlMemo | None = None) -> Path:
+                        memo: UrlMemo | None = None, trusted: bool = False) -> Path:
     """Download ``url`` into ``cache_dir/<sha256>.th`` and return that path.
 
     Args:
         max_bytes: size cap; defaults to :func:`max_weights_bytes`.
+        timeout: (connect, read) timeouts per socket operation; the whole transfer is also bounded by the
+            deadline and stall rule of :mod:`musicgen_remix.weights.download` (``MUSICGEN_REMIX_DOWNLOAD_*``).
         memo: when given, a URL it remembers is asked with a conditional GET, and an answer that the
             content is unchanged (304, or the same strong ETag) reuses the cached file without a download.
-    """
-    import requests
+        trusted: the URL is deployment configuration (``COG_WEIGHTS``): no address guard. Otherwise only
+            hosts :class:`~musicgen_remix.weights.guard.AddressGuard` permits are connected to.
 
+    Raises:
+        InputError: naming ``replicate_weights`` and the URL as given: not http(s), not an allowed host,
+            unreachable, an HTTP error, too slow, too large, empty or an unusable archive.
+    """
     url = check_url(url)
     max_bytes = max_weights_bytes() if max_bytes is None else max_bytes
+    limits = Limits.from_env()
+    address_guard = None if trusted else AddressGuard.from_env()
     cache_dir.mkdir(parents=True, exist_ok=True)
     known = memo.lookup(url, cache_dir) if memo is not None else None
     headers = known[0].conditional_headers() if known is not None else {}
+    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, suffix=".part")
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        with requests.get(url, stream=True, timeout=timeout, allow_redirects=True, headers=headers) as response:
-            served = Validators.of(response.headers)
-            if known is not None and (response.status_code == 304
-                                      or (response.status_code == 200 and known[0].same_version(served))):
-                path = known[1]
-                os.utime(path)  # most recently used: the last to be pruned
-                logger.info("replicate_weights %s unchanged (HTTP %d): reusing %s", url, response.status_code,
-                            path.name[:16])
-                return path
-            if response.status_code != 200:
-                raise InputError(FIELD, url, f"a reachable URL (the server answered HTTP {response.status_code})")
-            final = _receive(response, url, cache_dir, max_bytes)
-    except requests.RequestException as exc:
-        raise InputError(FIELD, url, f"a reachable URL (download failed: {type(exc).__name__})") from None
+        with new_session(address_guard) as session:
+            try:
+                with watched(limits) as watch, session.get(url, stream=True, timeout=timeout, headers=headers,
+                                                           allow_redirects=True) as response:
+                    served = Validators.of(response.headers)
+                    if known is not None and (response.status_code == 304 or (
+                            response.status_code == 200 and known[0].same_version(served))):
+                        path = known[1]
+                        os.utime(path)  # most recently used: the last to be pruned
+                        logger.info("replicate_weights %s unchanged (HTTP %d): reusing %s", url,
+                                    response.status_code, path.name[:16])
+                        return path
+                    if response.status_code != 200:
+                        raise InputError(FIELD, url, f"a reachable URL (the server answered HTTP "
+                                                     f"{response.status_code})")
+                    declared = served.content_length
+                    if declared is not None and declared > max_bytes:
+                        raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes (this one "
+                                                     f"declares {declared})")
+                    watch.expect(declared if declared is not None else max_bytes)
+                    streamed = stream_into(response, tmp, watch, max_bytes=max_bytes)
+            except AddressNotAllowed:
+                raise InputError(FIELD, url, NOT_ALLOWED) from None
+            except DownloadTooSlow as exc:
+                raise InputError(FIELD, url, f"a URL that delivers the checkpoint in time (the download {exc})"
+                                 ) from None
+            except DownloadTooLarge:
+                raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes") from None
+            except requests.RequestException as exc:
+                raise InputError(FIELD, url, f"a reachable URL (download failed: {type(exc).__name__})") from None
+            except OSError as exc:
+                # A local failure (disk full): the server's fault, reported without the temporary path.
+                raise WeightsError(f"could not store the replicate_weights download: {exc.strerror}") from None
+        final = _store(tmp, streamed, url, cache_dir, max_bytes)
     except InputError:
         if memo is not None:
             memo.forget(url)
         raise
+    finally:
+        tmp.unlink(missing_ok=True)
     _prune(cache_dir, keep)
     if memo is not None:
         memo.remember(url, served, final)
@@ -188,43 +235,26 @@ def download_checkpoint(url: str, cache_dir: Path, *, max_bytes: int | None = No
     return final
 
 
-def _receive(response: requests.Response, url: str, cache_dir: Path, max_bytes: int) -> Path:
-    """Stream a 200 answer into ``cache_dir/<sha256>.th`` (a tar's single checkpoint extracted)."""
-    declared = int(response.headers.get("Content-Length") or 0)
-    if declared > max_bytes:
-        raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes (this one declares {declared})")
-    fd, tmp_name = tempfile.mkstemp(dir=cache_dir, suffix=".part")
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            for block in response.iter_content(chunk_size=1 << 20):
-                size += len(block)
-                if size > max_bytes:
-                    raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes")
-                digest.update(block)
-                out.write(block)
-        if size == 0:
-            raise InputError(FIELD, url, "a non-empty checkpoint file")
-        final = cache_dir / f"{digest.hexdigest()}.th"
-        if tarfile.is_tarfile(tmp):
-            try:
-                _extract_single_checkpoint(tmp, final, url, max_bytes)
-            except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
-                # A truncated or corrupt archive is the caller's data, not a server fault.
-                final.unlink(missing_ok=True)
-                raise InputError(FIELD, url, f"a readable .tar weights archive ({type(exc).__name__}: "
-                                             f"{str(exc)[:200]})") from None
-            except BaseException:
-                final.unlink(missing_ok=True)
-                raise
-        else:
-            os.replace(tmp, final)
-        os.utime(final)
-        return final
-    finally:
-        tmp.unlink(missing_ok=True)
+def _store(tmp: Path, streamed: Streamed, url: str, cache_dir: Path, max_bytes: int) -> Path:
+    """Move a downloaded file to ``cache_dir/<sha256>.th`` (a tar's single checkpoint extracted)."""
+    if streamed.size == 0:
+        raise InputError(FIELD, url, "a non-empty checkpoint file")
+    final = cache_dir / f"{streamed.sha256}.th"
+    if tarfile.is_tarfile(tmp):
+        try:
+            _extract_single_checkpoint(tmp, final, url, max_bytes)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as exc:
+            # A truncated or corrupt archive is the caller's data, not a server fault.
+            final.unlink(missing_ok=True)
+            raise InputError(FIELD, url, f"a readable .tar weights archive ({type(exc).__name__}: "
+                                         f"{str(exc)[:200]})") from None
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+    else:
+        commit(tmp, final)
+    os.utime(final)
+    return final
 
 
 def _extract_single_checkpoint(archive: Path, dest: Path, url: str, max_bytes: int) -> None:

@@ -1,6 +1,9 @@
 """Tests for musicgen_remix.models.remote (``replicate_weights`` downloads) against a local HTTP server
 on 127.0.0.1: content-addressed cache, URL scheme check, HTTP errors, timeouts, size cap, tar archives
-and the bounded cache."""
+and the bounded cache; the total deadline and stall rule against trickling peers; the address guard.
+
+127.0.0.1 is an internal address, refused by default: every test runs with
+``MUSICGEN_REMIX_ALLOWED_HOSTS=127.0.0.1`` unless it is about the guard's defaults."""
 
 from __future__ import annotations
 
@@ -17,10 +20,21 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.peers import TricklePeer
 from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.models.remote import check_url, download_checkpoint
+from musicgen_remix.weights.download import DEADLINE_ENV, MIN_RATE_ENV, STALL_BYTES_ENV, STALL_S_ENV
+from musicgen_remix.weights.guard import ALLOWED_HOSTS_ENV
 
 FAST = (2.0, 2.0)
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local test servers are allowed; download limits are the defaults unless a test sets them."""
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "127.0.0.1")
+    for name in (STALL_S_ENV, STALL_BYTES_ENV, MIN_RATE_ENV, DEADLINE_ENV):
+        monkeypatch.delenv(name, raising=False)
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -32,6 +46,8 @@ class QuietServer(ThreadingHTTPServer):
 class Served:
     files: dict[str, bytes] = field(default_factory=dict)
     no_length: set[str] = field(default_factory=set)  # paths sent without Content-Length
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
+    hits: list[str] = field(default_factory=list)  # every path asked for
     base: str = ""
 
     def add(self, path: str, data: bytes, *, declare_length: bool = True) -> str:
@@ -50,6 +66,13 @@ def _httpd() -> Iterator[Served]:
             pass
 
         def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            state.hits.append(self.path)
+            if self.path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             data = state.files.get(self.path)
             if data is None:
                 self.send_error(404)
@@ -80,6 +103,8 @@ def server(_httpd: Served) -> Served:
     """The module's server, serving nothing until a test adds files."""
     _httpd.files.clear()
     _httpd.no_length.clear()
+    _httpd.redirects.clear()
+    _httpd.hits.clear()
     return _httpd
 
 
@@ -265,3 +290,242 @@ def test_redownload_refreshes_the_cached_file(server: Served, tmp_path: Path) ->
     time.sleep(0.01)
     third = download_checkpoint(server.add("/w2.th", payload(500, seed=22)), tmp_path, keep=2, timeout=FAST)
     assert sorted(tmp_path.iterdir()) == sorted([first, third])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Total deadline and stall rule: a peer that trickles a byte every 50 ms never lets a read time out.
+
+
+def _trickle_failure(peer: TricklePeer, cache: Path, timeout: tuple[float, float] = FAST) -> tuple[str, float]:
+    start = time.monotonic()
+    with pytest.raises(InputError) as info:
+        download_checkpoint(peer.url(), cache, timeout=timeout)
+    elapsed = time.monotonic() - start
+    assert info.value.field == "replicate_weights"
+    assert info.value.value == peer.url()
+    message = str(info.value)
+    assert str(cache) not in message and ".part" not in message  # no internal path reaches the caller
+    assert list(cache.iterdir()) == []  # no checkpoint and no partial file
+    return message, elapsed
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_trickling_body_is_cut_by_the_stall_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 declare_length: bool) -> None:
+    """Without a Content-Length the cut looks like the end of the body: it must not pass for a short file."""
+    monkeypatch.setenv(STALL_S_ENV, "1")
+    monkeypatch.setenv(STALL_BYTES_ENV, "1024")
+    with TricklePeer(max_s=10, interval=0.05, declare_length=declare_length) as peer:
+        message, elapsed = _trickle_failure(peer, tmp_path)
+        trickle = peer.wait_hung_up()
+    assert "stalled: fewer than 1024 bytes arrived in 1 s" in message, message
+    assert 1.0 <= elapsed < 3.0, elapsed
+    assert trickle.hung_up is not None and trickle.hung_up - trickle.started < 3.5
+    assert trickle.sent < 100
+
+
+def test_trickling_body_is_cut_by_the_total_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 bytes/s satisfy a stall rule of 1 byte per 100 s; the deadline still ends the transfer."""
+    monkeypatch.setenv(STALL_S_ENV, "100")
+    monkeypatch.setenv(STALL_BYTES_ENV, "1")
+    monkeypatch.setenv(DEADLINE_ENV, "1.5")
+    with TricklePeer(max_s=10, interval=0.05) as peer:
+        message, elapsed = _trickle_failure(peer, tmp_path)
+    assert "did not finish within its deadline of 1.5 s" in message, message
+    assert 1.5 <= elapsed < 3.5, elapsed
+
+
+def test_trickling_headers_are_cut_by_the_total_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEADLINE_ENV, "1")
+    with TricklePeer(max_s=10, interval=0.05, trickle_headers=True) as peer:
+        message, elapsed = _trickle_failure(peer, tmp_path)
+    assert "deadline of 1 s" in message, message
+    assert 1.0 <= elapsed < 3.0, elapsed
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_silent_peer_is_cut_by_the_deadline_before_any_read_timeout(silent_server: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    scheme: str) -> None:
+    """The deadline covers the header phase and the TLS handshake, not only the body."""
+    monkeypatch.setenv(DEADLINE_ENV, "1")
+    url = silent_server.replace("http://", f"{scheme}://")
+    start = time.monotonic()
+    with pytest.raises(InputError, match="deadline of 1 s"):
+        download_checkpoint(url, tmp_path, timeout=(10.0, 10.0))
+    assert time.monotonic() - start < 3.0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fast_download_is_not_affected_by_tight_limits(server: Served, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STALL_S_ENV, "0.5")
+    monkeypatch.setenv(DEADLINE_ENV, "5")
+    data = payload(2 << 20, seed=5)
+    path = download_checkpoint(server.add("/fast.th", data), tmp_path, timeout=FAST)
+    assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize("name", [STALL_S_ENV, STALL_BYTES_ENV, MIN_RATE_ENV, DEADLINE_ENV])
+def test_bad_limit_setting_is_a_weights_error(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              name: str) -> None:
+    monkeypatch.setenv(name, "-3")
+    with pytest.raises(WeightsError, match=name):
+        download_checkpoint(server.add("/w.th", payload(10)), tmp_path, timeout=FAST)
+    assert server.hits == []
+
+
+# ----------------------------------------------------------------------------------------------------
+# Address guard: internal addresses are refused by default, before any connection is made.
+
+NOT_ALLOWED = "not an allowed host"
+
+
+@pytest.mark.parametrize("host", [
+    "127.0.0.1", "localhost", "127.0.0.2", "2130706433", "127.1",  # loopback, also in decimal and short forms
+    "[::1]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]",  # IPv6 loopback, IPv4-mapped loopback
+    "[64:ff9b::7f00:1]", "[2002:7f00:1::]",  # NAT64 and 6to4 forms of loopback
+    "10.0.0.1", "172.16.0.1", "192.168.1.1", "[fd00::1]", "100.64.0.1",  # private, unique local, shared (CGNAT)
+    "169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]",  # link-local: the metadata service
+    "0.0.0.0", "[::]", "224.0.0.1", "[ff02::1]", "240.0.0.1", "255.255.255.255",  # unspecified, multicast, reserved
+])
+def test_internal_addresses_are_refused_by_default(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   host: str) -> None:
+    monkeypatch.delenv(ALLOWED_HOSTS_ENV)
+    url = server.add("/weights.th", payload(100)).replace("127.0.0.1", host)
+    start = time.monotonic()
+    with pytest.raises(InputError, match=NOT_ALLOWED) as info:
+        download_checkpoint(url, tmp_path, timeout=FAST)
+    assert time.monotonic() - start < 1.0  # refused, not timed out
+    assert info.value.field == "replicate_weights"
+    assert ALLOWED_HOSTS_ENV in str(info.value)
+    assert server.hits == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_refusal_does_not_tell_open_closed_and_silent_ports_apart(server: Served, silent_server: str,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nor an internal address from a name that does not resolve (simulated: tests make no DNS queries)."""
+    monkeypatch.delenv(ALLOWED_HOSTS_ENV)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def dns(host: object, *args: object, **kwargs: object) -> list:
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    closed = f"http://127.0.0.1:{sock.getsockname()[1]}/weights.th"
+    sock.close()
+    urls = [server.add("/weights.th", payload(100)), closed, silent_server, "http://no-such-host.invalid/weights.th"]
+    messages = set()
+    for url in urls:
+        with pytest.raises(InputError) as info:
+            download_checkpoint(url, tmp_path, timeout=FAST)
+        messages.add(str(info.value).replace(repr(url), "URL"))
+    assert len(messages) == 1, messages
+    assert NOT_ALLOWED in messages.pop()
+
+
+def test_allow_list_names_hosts_and_addresses(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = payload(300, seed=30)
+    url = server.add("/w.th", data)
+    by_name = url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, " localhost ")
+    assert download_checkpoint(by_name, tmp_path, timeout=FAST).read_bytes() == data
+    with pytest.raises(InputError, match=NOT_ALLOWED):  # the name is listed, not its address
+        download_checkpoint(url, tmp_path, timeout=FAST)
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "example.org,127.0.0.0/8")
+    assert download_checkpoint(by_name, tmp_path, timeout=FAST).read_bytes() == data
+    assert download_checkpoint(url, tmp_path, timeout=FAST).read_bytes() == data
+
+
+def test_bad_allow_list_entry_is_a_weights_error(server: Served, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "127.0.0.1, http://weights.example:8000")
+    with pytest.raises(WeightsError, match=ALLOWED_HOSTS_ENV):
+        download_checkpoint(server.add("/w.th", payload(10)), tmp_path, timeout=FAST)
+    assert server.hits == []
+
+
+def test_trusted_urls_are_not_guarded(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``COG_WEIGHTS`` is deployment configuration: a weights store on an internal host is fine."""
+    monkeypatch.delenv(ALLOWED_HOSTS_ENV)
+    data = payload(200, seed=31)
+    assert download_checkpoint(server.add("/w.th", data), tmp_path, timeout=FAST, trusted=True).read_bytes() == data
+
+
+@pytest.fixture()
+def second_loopback() -> Iterator[Served]:
+    """A server on 127.0.0.2 (another loopback address), serving nothing until a test adds files."""
+    state = Served()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            state.hits.append(self.path)
+            data = state.files.get(self.path, b"")
+            self.send_response(200 if self.path in state.files else 404)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = QuietServer(("127.0.0.2", 0), Handler)
+    state.base = f"http://127.0.0.2:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_redirect_to_a_forbidden_host_is_refused(server: Served, second_loopback: Served, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    data = payload(400, seed=32)
+    target = second_loopback.add("/weights.th", data)
+    server.redirects["/moved.th"] = target
+    with pytest.raises(InputError, match=NOT_ALLOWED) as info:
+        download_checkpoint(server.base + "/moved.th", tmp_path, timeout=FAST)
+    assert info.value.value == server.base + "/moved.th"
+    assert server.hits == ["/moved.th"]
+    assert second_loopback.hits == []  # never connected to
+    assert list(tmp_path.iterdir()) == []
+    # The same redirect is followed once the target is allowed too.
+    monkeypatch.setenv(ALLOWED_HOSTS_ENV, "127.0.0.1,127.0.0.2")
+    assert download_checkpoint(server.base + "/moved.th", tmp_path, timeout=FAST).read_bytes() == data
+    assert second_loopback.hits == ["/weights.th"]
+
+
+def test_connection_goes_to_the_address_that_was_checked(server: Served, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """DNS rebinding: the name first resolves to an allowed address, then to a forbidden one. The host is
+    resolved once per connection and that answer is connected to, so the later answer is never used."""
+    data = payload(500, seed=33)
+    url = server.add("/w.th", data)
+    port = int(server.base.rsplit(":", 1)[1])
+    real_getaddrinfo = socket.getaddrinfo
+    answers: list[str] = []
+
+    def rebinding_dns(host: object, *args: object, **kwargs: object) -> list:
+        if host != "weights.rebind.test":
+            return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+        answers.append("127.0.0.1" if not answers else "10.9.9.9")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[-1], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding_dns)
+    path = download_checkpoint(url.replace("127.0.0.1", "weights.rebind.test"), tmp_path, timeout=FAST)
+    assert path.read_bytes() == data
+    assert answers == ["127.0.0.1"]
+    # Rebound to the forbidden address, the next connection is refused.
+    with pytest.raises(InputError, match=NOT_ALLOWED):
+        download_checkpoint(url.replace("127.0.0.1", "weights.rebind.test").replace("/w.th", "/x.th"), tmp_path,
+                            timeout=FAST)
+    assert answers == ["127.0.0.1", "10.9.9.9"]
