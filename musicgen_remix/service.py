@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from musicgen_remix.engine.fastlm import warm_up
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.generate import GenerateRequest, GenerateResult, check_request, run_generate
@@ -39,6 +40,12 @@ def pick_device() -> str:
 class _Service:
     """Weights root, device and model store shared by both services."""
 
+    def _pin(self, loaded: Loaded) -> None:
+        """Keep the deployment's default model loaded, its fast decoder warmed up (CUDA graphs are captured
+        here, in setup, not in the first request)."""
+        self.store.pin(loaded)
+        warm_up(loaded.model.lm, self.device)
+
     def __init__(self, root: Path | None, device: str | None) -> None:
         self.root = root or weights_root()
         self.device = device or pick_device()
@@ -64,7 +71,7 @@ class GenerateService(_Service):
         # Per URL, what the server said last time: a repeated unchanged replicate_weights is not downloaded again.
         self.weights_memo = UrlMemo()
         self.default = self._load_default(weights)
-        self.store.pin(self.default)
+        self._pin(self.default)
         source = f" (COG_WEIGHTS {weights})" if weights is not None and str(weights).strip() else ""
         logger.info("ready: default model %s%s on %s", self.default.info.name, source, self.device)
 
@@ -115,7 +122,7 @@ class RemixService(_Service):
 
         super().__init__(root, device)
         self.default = self.store.chord(default_version)
-        self.store.pin(self.default)
+        self._pin(self.default)
         self.separator = Separator(self.device)
         logger.info("ready: remix with %s on %s", default_version, self.device)
 

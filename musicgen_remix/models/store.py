@@ -129,14 +129,10 @@ class ModelStore:
             return self._mbd
 
     def pin(self, loaded: Loaded) -> None:
-        """Keep ``loaded`` for the life of the process (the deployment's default model), and warm its fast
-        decoder up (CUDA graphs are captured here, in setup, not in the first request)."""
-        from musicgen_remix.engine.fastlm import warm_up
-
+        """Keep ``loaded`` for the life of the process (the deployment's default model)."""
         with self._lock:
             self._pinned = loaded
             self._cache.pop(loaded.key, None)
-            warm_up(loaded.model.lm, self.device)
 
     @property
     def loaded_keys(self) -> list[str]:
