@@ -11,7 +11,12 @@ A repeated URL is not downloaded again while the server says it is unchanged (co
 same URL is downloaded and served. The content-addressed cache stays bounded.
 
 ``COG_WEIGHTS`` (how Replicate hands a trained version its fine-tune) is served as the default model, given
-as a URL or as a local path.
+as a URL or as a local path; it is deployment configuration, so an internal host is fine for it.
+
+127.0.0.1 is an internal address: the main server allows it (``MUSICGEN_REMIX_ALLOWED_HOSTS``) to reach the
+local peers, and runs with a tight stall rule (``MUSICGEN_REMIX_DOWNLOAD_STALL_*``) that a trickling peer
+hits within seconds. A second server, started without the allow-list, refuses every internal address with
+one error, whether anything listens there or not, and never connects.
 
 The server gets a private weights root (symlinks to the tiny weights) so that its download cache,
 ``<root>/.cache/replicate_weights``, is its own.
@@ -22,13 +27,14 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fixtures.peers import FileServer
+from fixtures.peers import FileServer, SilentPort, TricklePeer
 from fixtures.weights import finetune_path
 
 if TYPE_CHECKING:
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.server
 
 MAX_BYTES = 2_000_000  # above every tiny fine-tune (< 1 MB), far below a real one
+STALL_S, STALL_BYTES = 2, 4096  # a local peer delivers a tiny fine-tune in milliseconds
 KEEP = 3  # musicgen_remix.models.remote.KEEP
 PROMPT = {"prompt": "calm piano", "duration": 1}
 
@@ -55,7 +62,16 @@ def weights_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def server(cog_servers: StartServer, weights_root: Path) -> CogServer:
     return cog_servers("generate", weights=weights_root,
-                       env={"MUSICGEN_REMIX_MAX_WEIGHTS_BYTES": str(MAX_BYTES)})
+                       env={"MUSICGEN_REMIX_MAX_WEIGHTS_BYTES": str(MAX_BYTES),
+                            "MUSICGEN_REMIX_ALLOWED_HOSTS": "127.0.0.1",
+                            "MUSICGEN_REMIX_DOWNLOAD_STALL_S": str(STALL_S),
+                            "MUSICGEN_REMIX_DOWNLOAD_STALL_BYTES": str(STALL_BYTES)})
+
+
+@pytest.fixture(scope="module")
+def guarded(cog_servers: StartServer) -> CogServer:
+    """A server with the default address policy: no allow-list."""
+    return cog_servers("generate", env={"MUSICGEN_REMIX_ALLOWED_HOSTS": ""})
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +185,46 @@ def test_404_fails_cleanly(server: CogServer, files: FileServer) -> None:
     assert "HTTP 404" in failure(server, f"{files.base}/missing.th")
 
 
+def test_trickling_peer_is_cut_off_and_the_slot_freed(server: CogServer, cache_dir: Path) -> None:
+    """A byte every 50 ms: no read ever times out, the stall rule ends the download."""
+    with TricklePeer(interval=0.05, length=MAX_BYTES // 2, max_s=60) as peer:
+        start = time.monotonic()
+        error = failure(server, peer.url("/slow.th"))
+        elapsed = time.monotonic() - start
+        trickle = peer.wait_hung_up()
+    assert f"stalled: fewer than {STALL_BYTES} bytes arrived in {STALL_S} s" in error, error
+    assert elapsed < STALL_S + 8, elapsed
+    assert trickle.hung_up is not None and trickle.hung_up - trickle.started < STALL_S + 3
+    assert not cache_dir.exists() or not list(cache_dir.glob("*.part"))
+    assert str(cache_dir) not in error
+
+
+# ----------------------------------------------------------------------------------------------------
+# The default address policy
+
+
+def test_internal_addresses_are_refused_by_default(guarded: CogServer, files: FileServer) -> None:
+    """An open port serving a real file, a closed port, a silent port, the metadata address, IPv6 loopback and
+    an IPv4-mapped loopback all get the same error, and nothing is asked of the local file server."""
+    data = b"weights that must not be fetched" * 10
+    served = files.add("/internal/weights.th", data)
+    port = served.split(":")[2].split("/")[0]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/weights.th"
+    silent = SilentPort()
+    try:
+        urls = [served, closed, f"{silent.base}/weights.th", "http://169.254.169.254/latest/meta-data/",
+                f"http://[::1]:{port}/internal/weights.th", f"http://[::ffff:127.0.0.1]:{port}/internal/weights.th",
+                f"http://localhost:{port}/internal/weights.th"]
+        errors = {failure(guarded, url).replace(repr(url), "URL") for url in urls}
+    finally:
+        silent.close()
+    assert len(errors) == 1, errors
+    assert "not an allowed host" in errors.pop()
+    assert files.gets("/internal/weights.th") == (0, 0)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Swaps
 
@@ -247,7 +303,8 @@ def test_cog_weights_is_served_as_the_default_model(cog_servers: StartServer, se
                                                     files: FileServer, tiny_weights: Path, given_as: str) -> None:
     path = finetune_path(tiny_weights, "melody-b")
     weights = files.add("/trained/weights.th", path.read_bytes()) if given_as == "url" else str(path)
-    trained = cog_servers("generate", env={"COG_WEIGHTS": weights})
+    # COG_WEIGHTS is deployment configuration: fetched from 127.0.0.1 without an allow-list.
+    trained = cog_servers("generate", env={"COG_WEIGHTS": weights, "MUSICGEN_REMIX_ALLOWED_HOSTS": ""})
     setup_logs = trained.health()["setup"]["logs"]
     assert "ready: default model fine-tune" in setup_logs, setup_logs
     default_output = output(trained, 21)
