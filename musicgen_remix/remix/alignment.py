@@ -7,8 +7,8 @@ is paired with its neighbour. So before any threshold, :func:`find_alignment` tr
 bar-length tempo ratio and at 1, and scores each:
 
 - **downbeat agreement**: the downbeats are walked in time order from that first pair, each compared with
-  where the pairs before it put it (last pair + local tempo, so a drifting tempo is followed); a soft count
-  ``exp(-(residual / 60 ms)^2)`` over the pairs, divided by the shorter sequence's length;
+  where the pairs before it put it (the line through the last few pairs, so a drifting tempo is followed); a
+  soft count ``exp(-(residual / 60 ms)^2)`` over the pairs, divided by the shorter sequence's length;
 - **harmony** (when the caller gives a similarity function, :mod:`musicgen_remix.remix.agreement`): the
   chroma agreement of the two recordings under that hypothesis' time map, weighted ``W_HARMONY``; an
   instrumental follows the song's chords, so the right bar shift agrees and a shifted one does not;
@@ -36,7 +36,7 @@ MATCH_TOLERANCE_S = 0.25
 RESIDUAL_SCALE_S = 0.06
 W_HARMONY = 1.0
 W_SHIFT = 0.02
-TEMPO_WINDOW_PAIRS = 4
+TEMPO_WINDOW_PAIRS = 5
 """Pairs whose tempo predicts the next downbeat: a few bars, so a slow change is followed."""
 
 Pairs = np.ndarray  # float64 [M, 2] (source s, target s)
@@ -123,10 +123,10 @@ def match(
 
     The first expectation comes from ``start``: a (source, target) point the map goes through at ``ratio``,
     or a function giving the expected target time of a source time. After the first pair, a downbeat is
-    expected at the last pair plus the local tempo (the slope of the last ``TEMPO_WINDOW_PAIRS`` pairs;
-    ``ratio`` until there are two). A downbeat whose nearest target is nearer to the next source downbeat's
-    expectation is skipped (a spurious downbeat just before a real one). Pairs are one to one and strictly
-    increasing in both columns.
+    expected on the line through the last ``TEMPO_WINDOW_PAIRS`` pairs (Theil-Sen, so one misplaced pair does
+    not tilt it; the last pair at ``ratio`` while there is only one). A downbeat whose nearest target is
+    nearer to the next source downbeat's expectation is skipped (a spurious downbeat just before a real one).
+    Pairs are one to one and strictly increasing in both columns.
 
     Returns:
         ``[M, 2]`` pairs and ``[M]`` residuals (target minus expected, seconds).
@@ -139,12 +139,11 @@ def match(
             if callable(start):
                 return float(start(s))
             return start[1] + ratio * (s - start[0])
-        last_s, last_t = pairs[-1]
-        slope = ratio
         recent = np.array(pairs[-TEMPO_WINDOW_PAIRS:])
-        if len(recent) >= 2:
-            slope = float(np.clip(np.polyfit(recent[:, 0], recent[:, 1], 1)[0], 1 / MAX_RATIO, MAX_RATIO))
-        return last_t + slope * (s - last_s)
+        if len(recent) < 2:
+            return float(recent[0, 1] + ratio * (s - recent[0, 0]))
+        slope, intercept = _theil_sen(recent)
+        return slope * s + intercept
 
     for index, s in enumerate(source):
         free = target[target > pairs[-1][1]] if pairs else target
@@ -159,6 +158,15 @@ def match(
             pairs.append((float(s), nearest))
             residuals.append(nearest - prediction)
     return np.array(pairs, dtype=np.float64).reshape(-1, 2), np.array(residuals, dtype=np.float64)
+
+
+def _theil_sen(points: np.ndarray) -> tuple[float, float]:
+    """Median of the pairwise slopes (clipped to the tempo limits) and the median intercept: a line that one
+    misplaced downbeat among the recent pairs does not tilt."""
+    first, second = np.triu_indices(len(points), k=1)
+    slopes = (points[second, 1] - points[first, 1]) / (points[second, 0] - points[first, 0])
+    slope = float(np.clip(np.median(slopes), 1 / MAX_RATIO, MAX_RATIO))
+    return slope, float(np.median(points[:, 1] - slope * points[:, 0]))
 
 
 def line_without(pairs: Pairs, ratio: float) -> Callable[[float], float]:
