@@ -28,8 +28,8 @@ Limits (:class:`Limits`, read by :meth:`Limits.from_env`; defaults in brackets):
   checkpoint thus has 60 s + 954 s.
 - ``MUSICGEN_REMIX_DOWNLOAD_DEADLINE_S`` [unset]: a fixed total deadline in seconds instead of the derived one.
 
-The watchdog checks every ``min(0.5, STALL_S / 10)`` seconds (at least 0.02), so a limit fires that much
-late at most.
+The watchdog checks every ``min(0.5, STALL_S / 10)`` seconds (at least 0.02) and at the deadline, so the
+stall rule fires at most one such tick late.
 
 Not covered: a DNS lookup cannot be interrupted (the system resolver's own timeouts apply), and a session
 made elsewhere (``fetch(session=...)``) has its sockets registered only once the response headers are in.
@@ -243,8 +243,14 @@ class Watch:
     def _tick_s(self) -> float:
         return max(0.02, min(0.5, self.limits.stall_s / 10))
 
+    def _wait_s(self) -> float:
+        """Until the next check: one tick, or sooner when the deadline comes first."""
+        with self._lock:
+            left = self.started + self._deadline_s - self._clock()
+        return min(self._tick_s(), max(left, 0.0) + 0.001)
+
     def _run(self) -> None:
-        while not self._done.wait(self._tick_s()):
+        while not self._done.wait(self._wait_s()):
             reason = self._verdict()
             if reason is None:
                 continue
