@@ -1,13 +1,19 @@
 """Fetching a ``replicate_weights`` checkpoint: the one place a user-supplied URL is downloaded.
 
-Only http(s) URLs; a size cap (``MUSICGEN_REMIX_MAX_WEIGHTS_BYTES`` overrides the default) and
-connect/read timeouts; the file lands in a content-addressed cache (named by its sha256) that keeps a
-bounded number of checkpoints. A :class:`UrlMemo` remembers, per URL, the server's validators (``ETag``,
-``Last-Modified``, ``Content-Length``) and the cached file they gave, so a repeated URL is asked with a
-conditional GET and an unchanged checkpoint is not downloaded again. A ``.tar`` (as Replicate trainings
-deliver weights) is accepted when it holds one checkpoint file; it is extracted by reading that
-member only, never by ``extractall``. Loading it is :func:`musicgen_remix.models.loading.load_finetune`'s
-job, which uses the safe allow-list.
+Only http(s) URLs, and only hosts the address guard permits (:mod:`musicgen_remix.weights.guard`: no
+loopback, private, link-local or other internal address unless ``MUSICGEN_REMIX_ALLOWED_HOSTS`` lists it,
+checked on every connection, redirects included; one error for every refusal). The transfer is the download
+core's (:mod:`musicgen_remix.weights.download`): a size cap (``MUSICGEN_REMIX_MAX_WEIGHTS_BYTES`` overrides
+the default), connect/read timeouts, a total deadline and a stall rule (``MUSICGEN_REMIX_DOWNLOAD_*``) that
+also end a peer trickling its bytes. What the URL gets wrong is an :class:`InputError` naming
+``replicate_weights`` and the URL as given, never a local path. A ``COG_WEIGHTS`` URL comes through here
+too, as trusted deployment configuration (no address guard). The file lands in a content-addressed cache
+(named by its sha256) that keeps a bounded number of checkpoints. A :class:`UrlMemo` remembers, per URL,
+the server's validators (``ETag``, ``Last-Modified``, ``Content-Length``) and the cached file they gave,
+so a repeated URL is asked with a conditional GET and an unchanged checkpoint is not downloaded again. A
+``.tar`` (as Replicate trainings deliver weights) is accepted when it holds one checkpoint file; it is
+extracted by reading that member only, never by ``extractall``. Loading it is
+:func:`musicgen_remix.models.loading.load_finetune`'s job, which uses the safe allow-list.
 """
 
 from __future__ import annotations
