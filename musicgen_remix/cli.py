@@ -1,7 +1,11 @@
 """Command line: ``python -m musicgen_remix {generate,remix,analyze,sync,weights,serve} ...``.
 
 Flags are named after the Cog inputs and take their defaults from the same request dataclass, so
-the CLI, the server and the library cannot drift apart.
+the CLI, the server and the library cannot drift apart. Every request is checked before any model is
+loaded or downloaded, and an error names the flag (``--continuation-end``), not the server's field.
+
+Output files: the suffix of a path decides its format (``-o song.mp3`` writes MP3); a suffix that is not
+a supported format, or an ``--output-format`` that disagrees with it, is an error naming both.
 """
 
 from __future__ import annotations
@@ -17,34 +21,51 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from musicgen_remix.errors import MusicgenRemixError
+from musicgen_remix.errors import InputError, MusicgenRemixError
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from musicgen_remix.serving import configure_logging
+
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(verbose=args.verbose)
     try:
         return int(args.func(args))
+    except InputError as exc:
+        logger.error("%s", _in_flag_terms(exc, args.parser))
+        return 2
     except MusicgenRemixError as exc:
         logger.error("%s", exc)
         return 2
+
+
+def _in_flag_terms(exc: InputError, parser: argparse.ArgumentParser) -> str:
+    """The error as the command line says it: ``--continuation-end=...`` for the field ``continuation_end``."""
+    flags = {option for action in parser._actions for option in action.option_strings}
+    flag = "--" + exc.field.replace("_", "-")
+    if flag not in flags:
+        return str(exc)
+    return str(InputError(flag, exc.value, exc.allowed.replace(exc.field, flag)))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m musicgen_remix", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    _add_generate(sub.add_parser("generate", help="text/melody-conditioned generation or continuation"))
-    _add_remix(sub.add_parser("remix", help="re-arrange a song over its own chords, keeping its vocals"))
-    _add_analyze(sub.add_parser("analyze", help="tempo, beats, downbeats and chords of a song"))
-    _add_sync(sub.add_parser("sync", help="time-stretch AUDIO so its downbeats land on REF's"))
-    _add_weights(sub.add_parser("weights", help="list or fetch weights"))
-    _add_serve(sub.add_parser("serve", help="run Cog's HTTP server for one entrypoint (from a checkout)"))
+    for name, add, help_text in (
+            ("generate", _add_generate, "text/melody-conditioned generation or continuation"),
+            ("remix", _add_remix, "re-arrange a song over its own chords, keeping its vocals"),
+            ("analyze", _add_analyze, "tempo, beats, downbeats and chords of a song"),
+            ("sync", _add_sync, "time-stretch AUDIO so its downbeats land on REF's"),
+            ("weights", _add_weights, "list or fetch weights"),
+            ("serve", _add_serve, "run Cog's HTTP server for one entrypoint (from a checkout)")):
+        command = sub.add_parser(name, help=help_text)
+        add(command)
+        command.set_defaults(parser=command)
     return parser
 
 
@@ -76,17 +97,21 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from musicgen_remix.engine.progress import Progress
-    from musicgen_remix.generate import GenerateRequest
+    from musicgen_remix.generate import GenerateRequest, check_request
     from musicgen_remix.service import GenerateService
 
-    fmt = _format_for(args.output, args.output_format)
+    fmt = audio_format(args.output, "--output", args.output_format)
     request = _request(GenerateRequest, args, output_format=fmt)
-    service = GenerateService(args.weights)
+    check_request(request)  # before any model is loaded (or, on a first run, downloaded)
+    version = "melody" if request.model_version == "default" else request.model_version
+    service = GenerateService(args.weights, default_version=version,
+                              assets=("mbd",) if request.multi_band_diffusion else ())
     with _workdir() as work, _Bar() as bar:
         result = service.predict(request, work, Progress(report=bar))
-        target = _deliver(result.path, args.output, fmt)
+        target = _deliver(result.path, args.output)
     logger.info("%s: %.2f s, %d ch, %d Hz, model %s, seed %d", target, result.seconds, result.channels,
                 result.sample_rate, result.model, result.seed)
+    sys.stdout.write(f"seed: {result.seed}\n")
     return 0
 
 
@@ -137,27 +162,38 @@ def _add_remix(p: argparse.ArgumentParser) -> None:
 
 def _run_remix(args: argparse.Namespace) -> int:
     from musicgen_remix.engine.progress import Progress
-    from musicgen_remix.remix.request import RemixRequest
+    from musicgen_remix.remix.request import RemixRequest, check_remix_request
     from musicgen_remix.service import RemixService
 
-    fmt = _format_for(args.output, args.output_format)
+    fmt = audio_format(args.output, "--output", args.output_format)
+    for path, flag in ((args.instrumental, "--instrumental"), (args.vocals, "--vocals")):
+        if path is not None:
+            audio_format(path, flag, None)
+    if args.analysis is not None:
+        file_format(args.analysis, "--analysis", ("json",))
+    if args.plot is not None:
+        file_format(args.plot, "--plot", PLOT_FORMATS)
     request = _request(RemixRequest, args, output_format=fmt)
+    check_remix_request(request)  # before any model is loaded (or, on a first run, downloaded)
     extras = any(x is not None for x in (args.instrumental, args.vocals, args.analysis, args.plot))
-    service = RemixService(default_version=args.model_version)
+    service = RemixService(default_version=args.model_version,
+                           assets=("mbd",) if request.multi_band_diffusion else ())
     with _workdir() as work, _Bar() as bar:
         # Stems are written lossless and converted on delivery: an mp3 round trip would shift them in time.
         result = service.predict(request, work, Progress(report=bar), extras=extras, extras_format="wav")
-        target = _deliver(result.mix, args.output, fmt)
+        target = _deliver(result.mix, args.output)
         for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals)):
             if dest is not None and path is not None:
                 _deliver_audio(path, dest)
-        for path, dest in ((result.analysis_json, args.analysis), (result.plot, args.plot)):
-            if dest is not None and path is not None:
-                _deliver(path, dest, None)
+        if args.analysis is not None and result.analysis_json is not None:
+            _deliver(result.analysis_json, args.analysis)
+        if args.plot is not None and result.plot is not None:
+            _deliver_plot(result.plot, args.plot)
     bpm = "unknown" if result.analysis.bpm is None else f"{result.analysis.bpm:.1f}"
     logger.info("%s: bpm %s, %d downbeats, %d matched by beat sync%s, seed %d", target, bpm,
                 len(result.analysis.downbeats), len(result.sync.matched),
                 f" (skipped: {result.sync.skipped_reason})" if result.sync.skipped else "", result.seed)
+    sys.stdout.write(f"seed: {result.seed}\n")
     return 0
 
 
@@ -200,13 +236,13 @@ def _run_sync(args: argparse.Namespace) -> int:
     from musicgen_remix.audio import read_audio, write_audio
     from musicgen_remix.remix.beatsync import resolve_threshold, sync_to_reference
 
+    fmt = audio_format(args.output, "--output", None)
     reference = read_audio(args.reference, field="reference")
     audio = read_audio(args.audio, field="audio")
     ref_beats, beats = track_beats(reference), track_beats(audio)
     threshold = resolve_threshold(args.threshold, ref_beats.bpm)
     synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
                                      target_duration=reference.duration)
-    fmt = _format_for(args.output, "wav")
     path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)  # type: ignore[arg-type]
     if plan.skipped:
         logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
@@ -226,8 +262,8 @@ def _add_shared(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
     p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
     p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
                    help="default %(default)s")
-    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=d["output_format"],
-                   help="default %(default)s (or taken from -o's suffix)")
+    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=None,
+                   help="must agree with -o's suffix, which decides the format")
     p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
 
 
@@ -237,28 +273,56 @@ def _request(cls: type[T], args: argparse.Namespace, **overrides: object) -> T:
     return cls(**{**values, **overrides})
 
 
-def _format_for(output: Path, requested: str) -> str:
-    """The output format: -o's suffix when it names one, else the requested format."""
-    suffix = output.suffix.lstrip(".").lower()
-    return suffix if suffix in ("wav", "mp3", "flac") else requested
+PLOT_FORMATS = ("png", "pdf", "jpg")
 
 
-def _deliver(path: Path, dest: Path, fmt: str | None) -> Path:
-    target = dest if fmt is None or dest.suffix.lstrip(".").lower() == fmt else dest.with_suffix(f".{fmt}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), target)
-    return target
+def file_format(path: Path, flag: str, formats: Sequence[str]) -> str:
+    """The format ``path``'s suffix names, if it is one of ``formats``; else an error naming ``flag``."""
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in formats:
+        raise InputError(flag, str(path), f"a file name ending in {' '.join('.' + f for f in formats)} (the suffix "
+                                          "decides the format)")
+    return suffix
+
+
+def audio_format(path: Path, flag: str, requested: str | None) -> str:
+    """The audio format of an output path: its suffix decides; ``--output-format``, if given, must agree."""
+    from musicgen_remix.audio import OUTPUT_FORMATS
+
+    suffix = file_format(path, flag, OUTPUT_FORMATS)
+    if requested is not None and requested != suffix:
+        raise InputError("--output-format", requested, f"the format {flag} {path.name} names ({suffix}), or no "
+                                                       "--output-format at all")
+    return suffix
+
+
+def _deliver(path: Path, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), dest)
+    return dest
 
 
 def _deliver_audio(path: Path, dest: Path) -> Path:
     """Move ``path`` to ``dest``, re-encoding when ``dest``'s suffix names another audio format."""
     from musicgen_remix.audio import read_audio, write_audio
 
-    fmt = _format_for(dest, path.suffix.lstrip("."))
+    fmt = audio_format(dest, "--output", None)
     if fmt == path.suffix.lstrip("."):
-        return _deliver(path, dest, None)
+        return _deliver(path, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return write_audio(dest, read_audio(path), fmt=fmt)  # type: ignore[arg-type]
+
+
+def _deliver_plot(path: Path, dest: Path) -> Path:
+    """The plot in the format ``dest``'s suffix names (drawn as PNG; Pillow writes JPEG and PDF from it)."""
+    if file_format(dest, "--plot", PLOT_FORMATS) in ("png",):
+        return _deliver(path, dest)
+    from PIL import Image
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(path) as image:
+        image.convert("RGB").save(dest)
+    return dest
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from musicgen_remix.generate import GenerateRequest, GenerateResult, check_reque
 from musicgen_remix.models.hub import use_weights_root
 from musicgen_remix.models.remote import FIELD as WEIGHTS_FIELD
 from musicgen_remix.models.remote import UrlMemo, check_url, download_checkpoint
-from musicgen_remix.models.store import Loaded, ModelStore
+from musicgen_remix.models.store import CHORD_RELEASES, RELEASES, SUPPORT_ASSETS, Loaded, ModelStore
 from musicgen_remix.weights.manifest import WEIGHTS_ENV, weights_root
 
 if TYPE_CHECKING:
@@ -60,14 +60,23 @@ class GenerateService(_Service):
 
     Args:
         weights: default weights: a fine-tune file (the fine-tuner's format) or URL, as Replicate passes
-            through ``COG_WEIGHTS``; None (or the weights root itself) for the ``melody`` release.
+            through ``COG_WEIGHTS``; None for the ``default_version`` release.
         root: weights root; defaults to ``MUSICGEN_REMIX_WEIGHTS`` or ``weights/``.
         device: torch device; defaults to CUDA when available.
+        default_version: the release served when ``weights`` is None (the CLI passes the one asked for, so
+            a run with ``--model-version small`` never loads melody).
+        assets: further assets the caller will need (e.g. ``mbd``): checked with the default model's before
+            anything is loaded, so every missing one is named at once.
     """
 
-    def __init__(self, weights: str | Path | None = None, *, root: Path | None = None,
-                 device: str | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, *, root: Path | None = None, device: str | None = None,
+                 default_version: str = DEFAULT_VERSION, assets: tuple[str, ...] = ()) -> None:
         super().__init__(root, device)
+        self.default_version = default_version
+        needed = [*SUPPORT_ASSETS, "encodec-32khz", *assets]
+        if weights is None or not str(weights).strip():
+            needed.insert(0, RELEASES[default_version])
+        self.store.require(needed)
         # Per URL, what the server said last time: a repeated unchanged replicate_weights is not downloaded again.
         self.weights_memo = UrlMemo()
         self.default = self._load_default(weights)
@@ -99,7 +108,7 @@ class GenerateService(_Service):
 
     def _load_default(self, weights: str | Path | None) -> Loaded:
         if weights is None or str(weights).strip() == "":
-            return self.store.release(DEFAULT_VERSION)
+            return self.store.release(self.default_version)
         text = str(weights)
         if text.startswith(("http://", "https://")):
             # COG_WEIGHTS is deployment configuration: trusted, so internal hosts are allowed.
@@ -117,10 +126,11 @@ class RemixService(_Service):
     """Remix songs over their own chords with MusicGen-Chord; demucs and the default chord model load once."""
 
     def __init__(self, *, root: Path | None = None, device: str | None = None,
-                 default_version: str = DEFAULT_CHORD_VERSION) -> None:
+                 default_version: str = DEFAULT_CHORD_VERSION, assets: tuple[str, ...] = ()) -> None:
         from musicgen_remix.remix.separate import Separator
 
         super().__init__(root, device)
+        self.store.require([CHORD_RELEASES[default_version], *SUPPORT_ASSETS, "encodec-32khz", *assets])
         self.default = self.store.chord(default_version)
         self._pin(self.default)
         self.separator = Separator(self.device)

@@ -64,9 +64,31 @@ class RequestDirs:
             self._last = None
 
 
-def configure_logging() -> None:
-    """Log lines as the server shows them in a prediction's ``logs``, once per process."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+# Libraries whose start-up noise reads like a broken install: xFormers' "please reinstall" banner (its C++
+# extensions are not needed: audiocraft runs on torch's attention), audiocraft's info chatter per window.
+NOISY_LOGGERS = ("xformers", "audiocraft", "transformers", "huggingface_hub", "demucs")
+
+
+def configure_logging(*, verbose: bool = False) -> None:
+    """Log lines as the CLI and the server show them; quiet libraries unless ``verbose``.
+
+    Quiet means: the noisy libraries' loggers at ERROR, ``torch.nn.utils.weight_norm``'s FutureWarning
+    (audiocraft's EnCodec uses it) ignored, transformers' per-file loading bars off. With ``verbose``
+    everything is shown at DEBUG.
+    """
+    import os
+    import warnings
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        return
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*weight_norm.*", category=FutureWarning)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 class Entrypoint:

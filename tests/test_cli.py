@@ -44,10 +44,84 @@ def test_generate_writes_the_requested_file(tiny_weights: Path, tmp_path: Path) 
     assert "seed 0" in done.stderr
 
 
-def test_generate_reports_bad_input_with_the_field_name(tiny_weights: Path, tmp_path: Path) -> None:
-    done = run_cli("generate", "--prompt", "x", "--top-p", "2", "-o", str(tmp_path / "x.wav"), weights=tiny_weights)
+def test_generate_prints_the_seed_and_stays_quiet(tiny_weights: Path, tmp_path: Path) -> None:
+    done = run_cli("generate", "--prompt", "lofi beat", "--duration", "1", "-o", str(tmp_path / "a.wav"),
+                   weights=tiny_weights)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("seed: ") and int(done.stdout.split()[1]) >= 0
+    # Library noise that reads like a broken install is not shown without --verbose.
+    for noise in ("xFormers", "FutureWarning", "weight_norm", "Loading weights"):
+        assert noise not in done.stderr, noise
+
+
+def test_verbose_shows_what_the_libraries_say(tiny_weights: Path, tmp_path: Path) -> None:
+    done = run_cli("-v", "generate", "--prompt", "lofi beat", "--duration", "1", "-o", str(tmp_path / "a.wav"),
+                   weights=tiny_weights)
+    assert done.returncode == 0, done.stderr
+    assert "xFormers" in done.stderr and "DEBUG" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--top-p", "2"], "--top-p=2.0 is not allowed"),
+    (["--duration", "0"], "--duration=0 is not allowed: seconds from 1 to 300"),
+    (["--continuation"], "--input-audio=None is not allowed"),
+    (["--seed", "-5"], "--seed=-5 is not allowed"),
+])
+def test_bad_input_is_refused_naming_the_flag_before_any_weights(tmp_path: Path, args: list[str],
+                                                                 message: str) -> None:
+    """An empty weights root: nothing to load, and nothing is looked for before the request is checked."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    done = run_cli("generate", "--prompt", "x", *args, "-o", str(tmp_path / "x.wav"), weights=empty)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr, done.stderr
+    assert "weights" not in done.stderr.split(message, 1)[1].splitlines()[0]
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_every_missing_asset_is_named_at_once(tmp_path: Path) -> None:
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    done = run_cli("generate", "--prompt", "x", "--multi-band-diffusion", "-o", str(tmp_path / "x.wav"),
+                   weights=empty)
     assert done.returncode == 2
-    assert "top_p" in done.stderr and not (tmp_path / "x.wav").exists()
+    error = [line for line in done.stderr.splitlines() if "are not under" in line]
+    assert len(error) == 1, done.stderr
+    for asset in ("musicgen-melody", "t5-base", "htdemucs", "encodec-32khz", "mbd"):
+        assert asset in error[0]
+    assert "weights fetch musicgen-melody t5-base htdemucs encodec-32khz mbd" in error[0]
+
+
+def test_another_model_version_never_loads_melody(tiny_weights: Path, tmp_path: Path) -> None:
+    root = tmp_path / "weights"
+    root.mkdir()
+    for entry in tiny_weights.iterdir():
+        if entry.name != "facebook":
+            (root / entry.name).symlink_to(entry)
+    (root / "facebook").mkdir()
+    (root / "facebook" / "musicgen-small").symlink_to(tiny_weights / "facebook" / "musicgen-small")
+    done = run_cli("generate", "--prompt", "x", "--duration", "1", "--model-version", "small", "-o",
+                   str(tmp_path / "x.wav"), weights=root)
+    assert done.returncode == 0, done.stderr
+    assert "loading melody" not in done.stderr and "model small" in done.stderr
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["generate", "--prompt", "x", "-o", "x.ogg"], "--output='{tmp}/x.ogg' is not allowed: a file name ending in .wav"),
+    (["generate", "--prompt", "x", "--output-format", "mp3", "-o", "x.wav"],
+     "--output-format='mp3' is not allowed: the format --output x.wav names (wav)"),
+    (["sync", "--reference", "r.wav", "--audio", "a.wav", "-o", "s.ogg"], "--output='{tmp}/s.ogg' is not allowed"),
+    (["remix", "--music-input", "song.wav", "--prompt", "x", "-o", "m.wav", "--plot", "r.gif"],
+     "--plot='{tmp}/r.gif' is not allowed: a file name ending in .png .pdf .jpg"),
+    (["remix", "--music-input", "song.wav", "--prompt", "x", "-o", "m.wav", "--vocals", "v.ogg"],
+     "--vocals='{tmp}/v.ogg' is not allowed"),
+])
+def test_output_names_and_formats_must_agree(tmp_path: Path, command: list[str], message: str) -> None:
+    command = [str(tmp_path / c) if c.endswith((".ogg", ".wav", ".gif", ".mp3")) else c for c in command]
+    done = run_cli(*command, weights=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr, done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.suffix in (".ogg", ".wav", ".gif")]
 
 
 def test_analyze_json_prints_one_object_with_the_contract(song: Path) -> None:
@@ -91,16 +165,17 @@ def test_sync_aligns_a_take_to_the_reference(tmp_path: Path) -> None:
 
 
 def test_remix_writes_the_mix_and_the_extras(tiny_weights: Path, song: Path, tmp_path: Path) -> None:
-    outs = {name: tmp_path / name for name in ("mix.mp3", "inst.wav", "voc.wav", "analysis.json", "plot.png")}
+    outs = {name: tmp_path / name for name in ("mix.mp3", "inst.wav", "voc.wav", "analysis.json", "plot.jpg")}
     done = run_cli("remix", "--music-input", str(song), "--prompt", "reggae", "--seed", "1", "--model-version",
                    "chord", "-o", str(outs["mix.mp3"]), "--instrumental", str(outs["inst.wav"]), "--vocals",
-                   str(outs["voc.wav"]), "--analysis", str(outs["analysis.json"]), "--plot", str(outs["plot.png"]),
+                   str(outs["voc.wav"]), "--analysis", str(outs["analysis.json"]), "--plot", str(outs["plot.jpg"]),
                    weights=tiny_weights)
     assert done.returncode == 0, done.stderr
     assert all(path.exists() for path in outs.values())
     assert sf.info(outs["inst.wav"]).duration == pytest.approx(sf.info(song).duration, abs=0.01)
     assert json.loads(outs["analysis.json"].read_text())["analysis"]["bpm"] == pytest.approx(120, abs=1.5)
-    assert outs["plot.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert outs["plot.jpg"].read_bytes()[:3] == b"\xff\xd8\xff"  # the suffix decides: a JPEG
+    assert sf.info(outs["mix.mp3"]).format == "MP3"
 
 
 def test_weights_list_names_every_asset() -> None:

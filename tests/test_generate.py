@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import soundfile
 import torch
 
 import musicgen_remix.generate as generate_module
+from fixtures.peers import FileServer
 from musicgen_remix.audio import LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio, resample
 from musicgen_remix.errors import InputError, MusicgenRemixError
 from musicgen_remix.generate import GenerateRequest, GenerateResult
@@ -359,51 +358,21 @@ def test_flac_matches_wav_samples(generate_service: GenerateService, tmp_path: P
 # replicate_weights
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients that hang up early (size cap, timeouts) are part of these tests
-
-
 @dataclass
 class WeightsServer:
-    files: dict[str, Path] = field(default_factory=dict)
-    base: str = ""
+    """The module's file server (127.0.0.1, allow-listed for replicate_weights while the module runs)."""
+
+    files: FileServer
 
     def serve(self, path: Path) -> str:
-        name = f"/{len(self.files)}/{path.name}"
-        self.files[name] = path
-        return self.base + name
+        return self.files.add(f"/{len(self.files.files)}/{path.name}", path.read_bytes())
 
 
 @pytest.fixture(scope="module")
 def weights_server() -> Iterator[WeightsServer]:
-    state = WeightsServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            path = state.files.get(self.path)
-            if path is None:
-                self.send_error(404)
-                return
-            data = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = QuietServer(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with FileServer() as files, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MUSICGEN_REMIX_ALLOWED_HOSTS", "127.0.0.1")
+        yield WeightsServer(files)
 
 
 def finetune(tiny_weights: Path, name: str) -> Path:

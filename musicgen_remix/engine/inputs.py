@@ -61,6 +61,7 @@ class SharedInputs:
                              f"one of {', '.join(STRATEGIES)}")
         if self.output_format not in OUTPUT_FORMATS:
             raise InputError("output_format", self.output_format, f"one of {', '.join(OUTPUT_FORMATS)}")
+        self.sampling.check_ranges()
         resolve_seed(self.seed)  # range check only; the seed is drawn when generation starts
 
 

@@ -32,6 +32,12 @@ class Sampling:
         if not 0 <= self.top_k <= card or isinstance(self.top_k, bool):
             raise InputError("top_k", self.top_k, f"an integer from 0 to {card} (this model's codebook size); "
                                                   "0 samples from all tokens")
+        self.check_ranges()
+
+    def check_ranges(self) -> None:
+        """The checks that need no model: every value in its range (and finite)."""
+        if isinstance(self.top_k, bool) or not self.top_k >= 0:
+            raise InputError("top_k", self.top_k, "an integer >= 0 (0 samples from all tokens)")
         if not 0.0 <= self.top_p <= 1.0:
             raise InputError("top_p", self.top_p, "a number from 0 to 1 (0 = use top_k)")
         if not 0.0 <= self.temperature <= TEMPERATURE_MAX:

@@ -157,6 +157,20 @@ class ModelStore:
                 logger.info("evicted %s from the model cache", evicted)
             return loaded
 
+    def require(self, names: list[str]) -> None:
+        """Make sure every asset in ``names`` is on disk before anything is loaded: fetched in one go when
+        downloads are allowed, else one :class:`WeightsError` naming every missing asset and the command."""
+        missing = [name for name in dict.fromkeys(names)
+                   if not asset_path(name, self.root, manifest=self._manifest).exists()]
+        if not missing:
+            return
+        if not self.fetch_missing:
+            raise WeightsError(f"weights {', '.join(repr(n) for n in missing)} are not under {self.root}; run "
+                               f"`python -m musicgen_remix weights fetch {' '.join(missing)}`")
+        from musicgen_remix.weights.fetch import fetch
+
+        fetch(missing, self.root, manifest=self._manifest)
+
     def _support_assets(self) -> None:
         """What audiocraft builds from the hub while building any LM: T5, and htdemucs for chroma."""
         for name in SUPPORT_ASSETS:
