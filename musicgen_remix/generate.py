@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from musicgen_remix.audio import Audio, convert, normalize, read_audio, trim, write_audio
+from musicgen_remix.audio.tags import Provenance
 from musicgen_remix.engine.decode import decode
 from musicgen_remix.engine.inputs import SharedInputs, clean_prompt, input_defaults
 from musicgen_remix.engine.progress import Progress
@@ -122,12 +123,22 @@ def run_generate(req: GenerateRequest, loaded: Loaded, store: ModelStore, out_di
     _check_finite(wav)
     # 5. Normalize and write.
     wav = normalize(wav, info.sample_rate, req.normalization_strategy)  # type: ignore[arg-type]
+    provenance = Provenance("generate", prompt, seed, info.name, _recorded_inputs(req))
     path = write_audio(out_dir / f"output.{req.output_format}", wav, info.sample_rate,
-                       fmt=req.output_format)  # type: ignore[arg-type]
+                       fmt=req.output_format, tags=provenance.tags())  # type: ignore[arg-type]
     seconds = wav.shape[-1] / info.sample_rate
     logger.info("wrote %s (%.2f s, %d ch)", path.name, seconds, wav.shape[0])
     return GenerateResult(path=path, seed=seed, model=info.name, sample_rate=info.sample_rate,
                           channels=int(wav.shape[0]), seconds=seconds)
+
+
+def _recorded_inputs(req: GenerateRequest) -> dict[str, object]:
+    """The inputs that shaped the take, for its provenance tags (file inputs by name only)."""
+    inputs = {f: getattr(req, f) for f in ("duration", "continuation", "continuation_start", "continuation_end",
+                                           "multi_band_diffusion", "normalization_strategy", "top_k", "top_p",
+                                           "temperature", "classifier_free_guidance", "model_version")}
+    inputs["input_audio"] = req.input_audio.name if req.input_audio is not None else None
+    return inputs
 
 
 def _read_source(req: GenerateRequest) -> Audio | None:

@@ -487,3 +487,21 @@ def test_missing_input_audio_file(generate_service: GenerateService, tmp_path: P
 def test_prompt_with_tab_and_newline_is_accepted(generate_service: GenerateService, tmp_path: Path) -> None:
     result = run(generate_service, tmp_path, "a", prompt="calm\tpiano\nmelody", seed=1)
     assert result.seconds == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_the_output_file_carries_what_made_it(generate_service: GenerateService, tmp_path: Path, fmt: str) -> None:
+    import json
+
+    import av
+
+    result = run(generate_service, tmp_path, "a", prompt="calm   piano", seed=77, output_format=fmt, top_k=200)
+    with av.open(str(result.path)) as container:
+        record = json.loads(container.metadata["comment"])
+    assert (record["prompt"], record["seed"], record["model"], record["entrypoint"]) == ("calm piano", 77, "melody",
+                                                                                      "generate")
+    assert record["inputs"]["top_k"] == 200 and record["software"].startswith("musicgen-remix ")
+    # Made again from its own record: the same audio.
+    again = run(generate_service, tmp_path, "b", prompt=record["prompt"], seed=record["seed"], output_format=fmt,
+                **{k: v for k, v in record["inputs"].items() if k in ("top_k", "duration")})
+    assert digest(again) == digest(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,7 @@ import scipy.signal
 import soundfile
 import torch
 
+from musicgen_remix.audio.tags import id3v24
 from musicgen_remix.errors import AudioError, InputError, MusicgenRemixError
 
 logger = logging.getLogger(__name__)
@@ -334,6 +336,7 @@ def write_audio(
     sample_rate: int | None = None,
     *,
     fmt: OutputFormat,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Write audio as 16-bit WAV, 16-bit FLAC or 320 kbps MP3 and return the path written.
 
@@ -347,6 +350,8 @@ def write_audio(
         audio: an :class:`Audio`, or a ``[C, T]`` / ``[T]`` tensor with ``sample_rate``.
         sample_rate: required with a tensor; must match when given with an :class:`Audio`.
         fmt: ``"wav"``, ``"flac"`` or ``"mp3"``.
+        tags: ``title``, ``software`` and ``comment`` to write into the file (WAV INFO chunk, FLAC Vorbis
+            comments, MP3 ID3v2.4; see :mod:`musicgen_remix.audio.tags`).
 
     Raises:
         InputError: unknown format, missing sample rate, bad shape, or more than 2 channels for mp3.
@@ -363,10 +368,14 @@ def write_audio(
         path = path.with_name(f"{path.name}.{fmt}")
 
     if fmt == "mp3":
-        _write_mp3(path, audio)
+        _write_mp3(path, audio, tags or {})
     else:
         pcm = _to_pcm16(audio.wav)
-        soundfile.write(str(path), pcm.T, audio.sample_rate, subtype="PCM_16", format=fmt.upper())
+        with soundfile.SoundFile(str(path), "w", samplerate=audio.sample_rate, channels=audio.channels,
+                                 subtype="PCM_16", format=fmt.upper()) as handle:
+            for key, value in (tags or {}).items():
+                setattr(handle, key, value)  # libsndfile's string fields: title, software, comment, ...
+            handle.write(pcm.T)
     logger.debug("wrote %s: %d ch, %d Hz, %.3f s", path, audio.channels, audio.sample_rate, audio.duration)
     return path
 
@@ -392,7 +401,7 @@ def _to_pcm16(wav: torch.Tensor) -> np.ndarray:
     return np.round(samples * _PCM16_SCALE).astype(np.int16)
 
 
-def _write_mp3(path: Path, audio: Audio) -> None:
+def _write_mp3(path: Path, audio: Audio, tags: Mapping[str, str]) -> None:
     if audio.channels > 2:
         raise InputError("channels", audio.channels, "1 or 2 for mp3 output (convert with to_channels first)")
     sample_rate = audio.sample_rate
@@ -411,4 +420,4 @@ def _write_mp3(path: Path, audio: Audio) -> None:
     encoder.set_quality(2)  # LAME's "high quality" preset; 0 is far slower for no audible gain.
     interleaved = np.ascontiguousarray(_to_pcm16(wav).T)
     data = encoder.encode(interleaved.tobytes()) + encoder.flush()
-    path.write_bytes(bytes(data))
+    path.write_bytes((id3v24(tags) if tags else b"") + bytes(data))

@@ -476,3 +476,21 @@ def test_a_stream_with_no_length_in_its_header_is_read_within_the_cap(tmp_path: 
     assert audio.duration == pytest.approx(3.0, abs=0.01) and audio.sample_rate == 32000
     with pytest.raises(AudioError, match=r"input_audio='piped\.\w+' is not allowed: audio no longer than 2 s"):
         read_audio(path, max_seconds=2)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
+def test_provenance_tags_are_written_and_read_back(tmp_path: Path, fmt: str) -> None:
+    import json
+
+    from musicgen_remix.audio.tags import SOFTWARE, Provenance
+
+    provenance = Provenance("generate", "calm piano, ☃", 1234, "melody", {"duration": 8, "top_k": 250})
+    path = write_audio(tmp_path / f"take.{fmt}", torch.zeros(2, 32000), 32000, fmt=fmt, tags=provenance.tags())
+    with av.open(str(path)) as container:  # what players and ffmpeg see
+        metadata = dict(container.metadata)
+    assert metadata["title"] == "calm piano, ☃"
+    record = json.loads(metadata["comment"])
+    assert record == {"software": SOFTWARE, "entrypoint": "generate", "prompt": "calm piano, ☃", "seed": 1234,
+                      "model": "melody", "inputs": {"duration": 8, "top_k": 250}}
+    assert SOFTWARE in (metadata.get("encoder") or metadata.get("software") or "")
+    assert read_audio(path).num_frames >= 32000  # the tag does not disturb decoding
