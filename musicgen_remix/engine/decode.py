@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, cast
 
 from musicgen_remix.engine.progress import Progress
 
+MBD_STAGE = "MultiBand Diffusion decoding"
+
 if TYPE_CHECKING:
     import torch
     from audiocraft.models import MultiBandDiffusion, MusicGen
@@ -21,18 +23,19 @@ def decode(model: MusicGen, tokens: torch.Tensor, *, mbd: MultiBandDiffusion | N
     """
     import torch
 
+    progress = progress or Progress()
     with torch.no_grad():
         if mbd is None:
             return model.compression_model.decode(tokens, None)
         if model.audio_channels == 2:
             stereo_codec = cast("InterleaveStereoCompressionModel", model.compression_model)
-            left, right = stereo_codec.get_left_right_codes(tokens)
-            channels = []
-            for codes in (left, right):
-                if progress is not None:
-                    progress.check()
-                channels.append(mbd.tokens_to_wav(codes))
-            return torch.cat(channels, dim=1)
-        if progress is not None:
-            progress.check()
-        return mbd.tokens_to_wav(tokens)
+            parts = list(stereo_codec.get_left_right_codes(tokens))
+        else:
+            parts = [tokens]
+        # MultiBand Diffusion is the slow decoder (seconds per channel on a GPU): one progress step each.
+        progress.step(MBD_STAGE, 0, len(parts))
+        channels = []
+        for index, codes in enumerate(parts):
+            channels.append(mbd.tokens_to_wav(codes))
+            progress.step(MBD_STAGE, index + 1, len(parts))
+        return torch.cat(channels, dim=1)

@@ -125,6 +125,9 @@ def generate_windows(
     steps = [_lm_steps(model, w) for w in windows]
     done_before = 0
     all_steps = sum(steps)
+    if len(windows) > 1:
+        logger.info("generating %.1f s in %d windows of %.0f s (each advancing %.0f s), %d steps", duration,
+                    len(windows), model.max_duration, extend_stride, all_steps)
     pieces: list[torch.Tensor] = [] if prompt_tokens is None else [prompt_tokens]
     for index, (win, n_steps) in enumerate(zip(windows, steps, strict=True)):
         attributes = attributes_at(win.offset_frames / frame_rate, len(windows) > 1)
