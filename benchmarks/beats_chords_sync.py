@@ -1,7 +1,7 @@
 """Benchmark of tempo, beats, downbeats, chords and beat sync on rendered music with known truth (not a test).
 
-The set is ``benchmarks/eval_set.py`` (24 pieces, 16 sync pairs), rendered with pretty_midi + fluidsynth
-(``fixtures/songs.py``). Printed, beside the issue's targets:
+The set is ``benchmarks/eval_set.py`` (26 pieces, two of them held out from tuning; 16 sync pairs), rendered
+with pretty_midi + fluidsynth (``fixtures/songs.py``). Printed, beside the issue's targets:
 
 - **analysis** (``musicgen_remix.analysis.beats.track_beats``): beat and downbeat F-measure (mir_eval, 70 ms),
   tempo accuracy (reported bpm within 4 % of the truth's median-interval tempo), meter accuracy; madmom's

@@ -26,11 +26,13 @@ class Analysis:
     Attributes:
         duration: length of the analysed audio in seconds.
         sample_rate: sample rate of the analysed audio (as given, before any resampling for the networks).
-        bpm: tempo from the median inter-beat interval; None when fewer than two beats were found.
+        bpm: tempo of the counted beat (the dotted quarter in 6/8 and 12/8) from the median inter-beat
+            interval; None when fewer than two beats were found.
         beats: beat times in seconds.
         downbeats: times of the first beat of each bar, in seconds.
         chords: contiguous chord segments (Harte labels, ``"N"`` for no chord).
         meter: beats per bar; None when unknown.
+        time_signature: ``"4/4"``, ``"3/4"``, ``"2/4"``, ``"6/8"``, ``"9/8"`` or ``"12/8"``; None when unknown.
     """
 
     duration: float
@@ -40,6 +42,7 @@ class Analysis:
     downbeats: list[float]
     chords: list[Chord]
     meter: int | None = None
+    time_signature: str | None = None
 
     @classmethod
     def from_results(cls, duration: float, sample_rate: int, beats: Beats, chords: list[Chord]) -> Analysis:
@@ -51,14 +54,15 @@ class Analysis:
             downbeats=[float(t) for t in beats.downbeats],
             chords=list(chords),
             meter=beats.meter,
+            time_signature=beats.time_signature,
         )
 
     def to_json(self) -> dict[str, Any]:
         """The report's ``analysis`` object.
 
         ``{"duration": s, "sample_rate": int, "bpm": float | null, "beats": [s...], "downbeats": [s...],
-        "chords": [{"start": s, "end": s, "label": "C:maj"}...], "meter": int | null}``; times in seconds
-        rounded to the millisecond.
+        "chords": [{"start": s, "end": s, "label": "C:maj"}...], "meter": int | null, "time_signature":
+        "4/4" | ... | null}``; times in seconds rounded to the millisecond.
         """
         return {
             "duration": _seconds(self.duration),
@@ -68,23 +72,23 @@ class Analysis:
             "downbeats": [_seconds(t) for t in self.downbeats],
             "chords": [{"start": _seconds(c.start), "end": _seconds(c.end), "label": c.label} for c in self.chords],
             "meter": self.meter,
+            "time_signature": self.time_signature,
         }
 
 
 def analyze(audio: Audio, *, large_vocabulary: bool = True) -> Analysis:
-    """Track beats and recognise chords in ``audio``."""
-    return Analysis.from_results(
-        audio.duration,
-        audio.sample_rate,
-        track_beats(audio),
-        recognize_chords(audio, large_vocabulary=large_vocabulary),
-    )
+    """Track beats, then recognise chords in ``audio`` with their boundaries snapped to those beats."""
+    beats = track_beats(audio)
+    chords = recognize_chords(audio, large_vocabulary=large_vocabulary, beats=beats.times)
+    return Analysis.from_results(audio.duration, audio.sample_rate, beats, chords)
 
 
 def format_summary(analysis: Analysis) -> str:
     """Readable multi-line summary: duration, tempo, meter, beat and downbeat counts, chord timeline."""
     bpm = "unknown" if analysis.bpm is None else f"{analysis.bpm:.1f} bpm"
     meter = "unknown" if analysis.meter is None else f"{analysis.meter} beats per bar"
+    if analysis.time_signature is not None:
+        meter += f" ({analysis.time_signature})"
     first = f", first at {analysis.downbeats[0]:.2f} s" if analysis.downbeats else ""
     lines = [
         f"duration: {analysis.duration:.2f} s at {analysis.sample_rate} Hz",
