@@ -159,7 +159,7 @@ def rhythm_evidence(wav: np.ndarray, sample_rate: int) -> metre.Evidence:
         power = np.pad(power, ((0, 0), (0, activations.shape[0] - power.shape[1])))
     frequencies = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=_N_FFT)
     log_power = np.log1p(100.0 * power)
-    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=log_power[:, :1]))
+    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=np.zeros_like(log_power[:, :1])))
     low_register = np.where((frequencies <= _CHROMA_HZ)[:, None], power, 0.0)
     chroma = librosa.feature.chroma_stft(S=low_register, sr=SAMPLE_RATE, n_fft=_N_FFT, hop_length=_HOP, tuning=0.0)
     bass = flux[frequencies < _BASS_HZ].sum(axis=0)

@@ -53,7 +53,7 @@ PRIOR_BPM, PRIOR_OCTAVES = 100.0, 0.8
 METER_PRIOR = {2: 0.0, 3: 0.2, 4: 1.6}
 # Harmonic change compares the chroma of this many seconds before and after each tatum.
 HARMONY_WINDOW_S = 0.8
-SILENT_PULSE = 0.1
+SILENT_PULSE = 0.3
 _ACTIVATION_THRESHOLD = 0.05  # madmom's: frames before/after the music are not tracked
 
 
@@ -111,7 +111,7 @@ def track_pulse(activations: np.ndarray, fps: float) -> np.ndarray:
 
 def trim_silent_ends(pulse: np.ndarray, onset: np.ndarray, fps: float) -> np.ndarray:
     """``pulse`` without leading and trailing pulses that have no onset (under ``SILENT_PULSE`` of the
-    median onset at pulses): the decay after the last note is not a beat."""
+    median onset at pulses): the decay after the last note, or a file cut mid-note, is not a beat."""
     if pulse.size < 3:
         return pulse
     strength = sample(onset, pulse, fps)

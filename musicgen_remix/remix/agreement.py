@@ -89,7 +89,7 @@ def features(audio: Audio) -> Features:
     power = np.abs(librosa.stft(mono, n_fft=N_FFT, hop_length=HOP)) ** 2
     fps = SAMPLE_RATE / HOP
     log_power = np.log1p(100.0 * power)
-    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=log_power[:, :1])).sum(axis=0)
+    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=np.zeros_like(log_power[:, :1]))).sum(axis=0)
     onset = gaussian_filter1d(flux, ONSET_SMOOTH_S * fps)
     chroma = librosa.feature.chroma_stft(S=power, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP, tuning=0.0, norm=None)
     loud = power.sum(axis=0) > _SILENT * max(float(power.sum(axis=0).max()), 1e-12)
@@ -112,7 +112,7 @@ def fine_onsets(audio: Audio) -> FineOnsets:
     mono = convert(audio, SAMPLE_RATE, 1).wav[0].detach().cpu().numpy().astype(np.float32)
     mono = np.pad(mono, (0, max(0, 1024 - mono.size)))
     log_power = np.log1p(100.0 * np.abs(librosa.stft(mono, n_fft=1024, hop_length=FINE_HOP)) ** 2)
-    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=log_power[:, :1])).sum(axis=0)
+    flux = np.maximum(0.0, np.diff(log_power, axis=1, prepend=np.zeros_like(log_power[:, :1]))).sum(axis=0)
     return FineOnsets(envelope=gaussian_filter1d(flux, 1.0), fps=SAMPLE_RATE / FINE_HOP)
 
 

@@ -102,11 +102,13 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     mbd = store.mbd() if req.multi_band_diffusion else None
     generated = Audio(decode(model, tokens, mbd=mbd, progress=progress)[0].float().cpu(), model.sample_rate)
     progress.check()
-    # 6. Beat sync: the instrumental's downbeats onto the song's.
+    # 6. Beat sync: the instrumental's bars onto the song's (aligned on downbeats and on the drumless mix's
+    #    chords, kept unstretched when that measures better against the song).
     generated_beats = track_beats(generated)
     threshold = resolve_threshold(req.beat_sync_threshold, beats.bpm)
     synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
-                                     target_duration=song.duration)
+                                     target_duration=song.duration, reference=song, reference_harmony=stems.drumless,
+                                     reference_beats=beats.times)
     # 7. Mix the vocals back at the song's balance, normalise, write.
     mixed = mix_vocals(synced, stems.vocal, stems.accompaniment)
     rate = mixed.mix.sample_rate
@@ -155,9 +157,7 @@ def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: A
     vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate,
                              fmt=fmt)  # type: ignore[arg-type]
     report = {"analysis": result.analysis.to_json(), "seed": result.seed,
-              "sync": {"threshold_s": threshold,
-                       "skipped_reason": plan.skipped_reason, "matched": plan.matched.tolist(),
-                       "offsets_s": plan.offsets.tolist(), "unmatched": plan.unmatched.tolist()},
+              "sync": {"threshold_s": threshold, **plan.report()},
               "generated_downbeats": result.generated_downbeats,
               "mix": {"instrumental_gain_db": result.mixing.instrumental_gain_db,
                       "vocal_lufs": result.mixing.vocal_lufs,
@@ -175,8 +175,6 @@ def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: A
 
 
 def _map_times(times: list[float], plan: SyncPlan) -> list[float]:
-    """Where the generated downbeats land after the stretch (piecewise-linear through the anchors)."""
-    if plan.skipped or len(plan.anchors) < 2:
-        return list(times)
-    return [float(t) for t in np.interp(times, plan.anchors[:, 0], plan.anchors[:, 1])]
+    """Where the generated downbeats land after the stretch (unchanged when it was not applied)."""
+    return [float(t) for t in plan.map_times(times)]
 
