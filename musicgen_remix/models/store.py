@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.models.loading import ModelInfo, describe, load_finetune, load_mbd, load_release
-from musicgen_remix.weights.manifest import asset_path, load_manifest
+from musicgen_remix.weights.manifest import load_manifest, missing_weights_message, resolve_assets
 
 if TYPE_CHECKING:
     from audiocraft.models import MultiBandDiffusion, MusicGen
@@ -160,16 +160,14 @@ class ModelStore:
     def require(self, names: list[str]) -> None:
         """Make sure every asset in ``names`` is on disk before anything is loaded: fetched in one go when
         downloads are allowed, else one :class:`WeightsError` naming every missing asset and the command."""
-        missing = [name for name in dict.fromkeys(names)
-                   if not asset_path(name, self.root, manifest=self._manifest).exists()]
+        missing = [asset.name for asset in resolve_assets(names, self._manifest) if not asset.present(self.root)]
         if not missing:
             return
         if not self.fetch_missing:
-            raise WeightsError(f"weights {', '.join(repr(n) for n in missing)} are not under {self.root}; run "
-                               f"`python -m musicgen_remix weights fetch {' '.join(missing)}`")
-        from musicgen_remix.weights.fetch import fetch
+            raise WeightsError(missing_weights_message(missing, self.root))
+        from musicgen_remix.weights.fetch import LogProgress, fetch
 
-        fetch(missing, self.root, manifest=self._manifest)
+        fetch(missing, self.root, manifest=self._manifest, progress=LogProgress())
 
     def _support_assets(self) -> None:
         """What audiocraft builds from the hub while building any LM: T5, and htdemucs for chroma."""
@@ -177,15 +175,10 @@ class ModelStore:
             self._asset(name)
 
     def _asset(self, name: str) -> Path:
-        path = asset_path(name, self.root, manifest=self._manifest)
-        if not path.exists():
-            if not self.fetch_missing:
-                raise WeightsError(f"weights {name!r} are not under {self.root}; run "
-                                   f"`python -m musicgen_remix weights fetch {name}`")
-            from musicgen_remix.weights.fetch import fetch
-
-            fetch([name], self.root, manifest=self._manifest)
-        return path
+        (asset,) = resolve_assets([name], self._manifest)
+        if not asset.present(self.root):
+            self.require([name])
+        return asset.path(self.root)
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:

@@ -16,6 +16,7 @@ share lives here:
 - :func:`stream_into`: streams a response body into a partial file while hashing it, counting bytes for
   the stall rule as they arrive, and enforcing a byte cap (:class:`DownloadTooLarge`).
 - :func:`commit`: the atomic rename of a finished partial file.
+- :func:`unreachable`: whether a failure means the host could not be reached at all (not worth retrying).
 
 Limits (:class:`Limits`, read by :meth:`Limits.from_env`; defaults in brackets):
 
@@ -389,6 +390,37 @@ def _as_requests_error(exc: BaseException) -> requests.RequestException:
     return requests.exceptions.ConnectionError(exc)
 
 
+def unreachable(exc: BaseException) -> str | None:
+    """Why no connection to the host could be made at all, in words; None when the failure came later.
+
+    A name that does not resolve, a refused connection, an unreachable network or a connect timeout: the
+    host did not take the request, and another attempt a few seconds later will not change that (unlike a
+    transfer dropped part-way). Looks through the chain requests and urllib3 wrap around the cause.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    found: str | None = None
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, NameResolutionError):
+            return "its name does not resolve (no network, or no DNS)"
+        if isinstance(error, ConnectionRefusedError):
+            return "it refused the connection"
+        if isinstance(error, NewConnectionError):
+            cause = error.__cause__
+            detail = f": {cause.strerror}" if isinstance(cause, OSError) and cause.strerror else ""
+            found = found or f"no connection could be made{detail}"
+        elif isinstance(error, (ConnectTimeoutError, requests.exceptions.ConnectTimeout)):
+            found = found or "connecting timed out"
+        links = [error.__cause__, error.__context__, getattr(error, "reason", None),
+                 *(arg for arg in error.args if isinstance(arg, BaseException))]
+        pending.extend(link for link in links if isinstance(link, BaseException))
+    return found
+
+
 def commit(part: Path, dest: Path) -> None:
     """Move a finished partial file into place atomically (same directory, so one ``rename``)."""
     os.replace(part, dest)
@@ -427,8 +459,9 @@ def _open_socket(conn: HTTPConnection, address_guard: AddressGuard | None) -> so
         sys.audit("http.client.connect", conn, conn.host, conn.port)
         return sock
     if isinstance(error, TimeoutError):
-        raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})")
-    raise NewConnectionError(conn, f"Failed to establish a new connection: {error}")
+        raise ConnectTimeoutError(
+            conn, f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})") from error
+    raise NewConnectionError(conn, f"Failed to establish a new connection: {error}") from error
 
 
 def _pool_classes(address_guard: AddressGuard | None) -> dict[str, type[HTTPConnectionPool]]:

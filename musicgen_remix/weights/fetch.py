@@ -12,9 +12,15 @@ path as direct URLs. Concurrent fetches into one root are serialised by a lock f
 The transfer itself is :mod:`musicgen_remix.weights.download`'s (the download core shared with
 ``replicate_weights``): every attempt is bounded by a total deadline derived from the bytes still
 expected and by a stall rule (``MUSICGEN_REMIX_DOWNLOAD_*``); hitting either is retried like a dropped
-connection, resuming the ``.part``. The manifest is deployment configuration, so its URLs are trusted:
-no address guard applies (a weights mirror on an internal host is fine), and the environment's proxies
-are honoured.
+connection, resuming the ``.part``. A host that cannot be reached at all (its name does not resolve, it
+refuses the connection, connecting times out) is not retried: seconds later it would fail the same way.
+The manifest is deployment configuration, so its URLs are trusted: no address guard applies (a weights
+mirror on an internal host is fine), and the environment's proxies are honoured.
+
+With ``HF_HUB_OFFLINE=1`` (as the process was started) or ``MUSICGEN_REMIX_OFFLINE=1`` nothing is downloaded
+and no connection is made: a file that is not already present and verified is an error at once. Every
+failure to obtain assets is one :class:`WeightsError` naming what failed, the assets still missing and the
+two ways forward (:func:`~musicgen_remix.weights.manifest.missing_weights_message`).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import requests
 from tqdm import tqdm
@@ -41,6 +48,7 @@ from musicgen_remix.weights.download import (
     commit,
     new_session,
     stream_into,
+    unreachable,
     watched,
 )
 from musicgen_remix.weights.manifest import (
@@ -48,6 +56,8 @@ from musicgen_remix.weights.manifest import (
     AssetFile,
     AssetKind,
     load_manifest,
+    missing_weights_message,
+    offline_setting,
     resolve_assets,
     weights_root,
 )
@@ -98,7 +108,15 @@ class AssetRow:
 
 
 class _Retryable(Exception):
-    """A transfer failed in a way another attempt may fix (network, 5xx, truncated body)."""
+    """A transfer failed in a way another attempt may fix (dropped connection, 5xx, truncated body)."""
+
+
+class _Unreachable(Exception):
+    """No connection to the host could be made at all; another attempt seconds later would fail the same way."""
+
+
+class _NotFetched(Exception):
+    """A file could not be obtained; the message says why. :func:`fetch` reports it with every asset still missing."""
 
 
 def fetch(
@@ -130,12 +148,15 @@ def fetch(
     Raises:
         WeightsError: unknown asset name (listing the known ones), HTTP error (naming the URL),
             size or SHA-256 mismatch (naming the file, expected and got; nothing is left at the
-            destination), or a transfer that still failed after ``retries`` (the ``.part`` stays
-            for the next call to resume).
+            destination); or a file that is not present while downloads are off (``HF_HUB_OFFLINE=1``,
+            ``MUSICGEN_REMIX_OFFLINE=1``), whose host cannot be reached, or whose transfer still failed
+            after ``retries`` (a ``.part`` that holds bytes stays for the next call to resume): then the
+            message also names every asset still missing and the ways forward.
     """
     registry = load_manifest() if manifest is None else manifest
     assets = resolve_assets(DEFAULT_ASSETS if names is None else names, registry)
     root = weights_root() if root is None else Path(root)
+    offline = offline_setting()
     root.mkdir(parents=True, exist_ok=True)
     own_session = session is None
     http = _new_session() if session is None else session
@@ -143,8 +164,12 @@ def fetch(
         with _root_lock(root):
             paths = []
             for asset in assets:
-                for file in asset.files:
-                    _fetch_file(http, asset, file, root, progress, retries, retry_wait_s, timeout)
+                try:
+                    for file in asset.files:
+                        _fetch_file(http, asset, file, root, progress, retries, retry_wait_s, timeout, offline)
+                except _NotFetched as exc:
+                    missing = [a.name for a in assets if not a.present(root)]
+                    raise WeightsError(missing_weights_message(missing, root, str(exc))) from exc.__cause__
                 if asset.hf_ref is not None and asset.revision is not None:
                     _write_text_atomic(root.joinpath(*asset.hf_ref.split("/")), asset.revision)
                 logger.info("weights asset %s ready at %s", asset.name, asset.path(root))
@@ -247,12 +272,20 @@ def _fetch_file(
     retries: int,
     retry_wait_s: float,
     timeout: tuple[float, float],
+    offline: str | None,
 ) -> None:
+    """Make ``file`` present and verified under ``root``, downloading it unless ``offline`` names a setting.
+
+    Raises:
+        _NotFetched: downloads are off, the host cannot be reached, or every attempt failed.
+        WeightsError: the server or the bytes are wrong (HTTP error, size or hash mismatch).
+    """
     dest = file.path(root)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     if _present_and_verified(dest, file):
         logger.debug("%s already present and verified", dest)
         return
+    if offline is not None:
+        raise _NotFetched(f"{offline} is set, so nothing was downloaded (no connection was tried)")
     part = _with_suffix(dest, PART_SUFFIX)
     label = f"{asset.name}/{file.filename}"
     attempt = 0
@@ -260,12 +293,12 @@ def _fetch_file(
         try:
             digest = _download(http, file, part, label, progress, timeout)
             break
+        except _Unreachable as exc:
+            raise _NotFetched(f"downloading {file.url} failed: {exc}{_kept(part)}") from exc
         except _Retryable as exc:
             if attempt >= retries:
-                kept = part.stat().st_size if part.exists() else 0
-                raise WeightsError(
-                    f"downloading {file.url} failed after {attempt + 1} attempt(s): {exc}; "
-                    f"{kept} bytes are kept in {part} and the next fetch resumes from there"
+                raise _NotFetched(
+                    f"downloading {file.url} failed after {attempt + 1} attempt(s): {exc}{_kept(part)}"
                 ) from exc
             wait = retry_wait_s * 2**attempt
             attempt += 1
@@ -313,6 +346,7 @@ def _download(
                     f"cannot download {file.filename}: HTTP {resp.status_code} {resp.reason} for {file.url}"
                 )
             offset, total = _start(resp, file, part, offset)
+            part.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed first try leaves no directory
             whole = total if total is not None else file.size
             watch.expect(None if whole is None else whole - offset)
             if progress is not None:
@@ -334,6 +368,9 @@ def _download(
     except requests.exceptions.InvalidURL as exc:
         raise WeightsError(f"cannot download {file.filename}: invalid URL {file.url}") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        why = unreachable(exc)
+        if why is not None:
+            raise _Unreachable(f"{urlsplit(file.url).hostname} could not be reached: {why}") from exc
         raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
     except requests.exceptions.ChunkedEncodingError as exc:
         raise _Retryable(f"connection broken: {exc}") from exc
@@ -441,6 +478,18 @@ def _asset_state(asset: Asset, root: Path) -> AssetState:
     if any(present) or any(_with_suffix(p, PART_SUFFIX).is_file() for p in paths):
         return "partial"
     return "missing"
+
+
+def _kept(part: Path) -> str:
+    """What a failed transfer left to resume, for its message; an empty ``.part`` is removed, not claimed."""
+    try:
+        kept = part.stat().st_size
+    except OSError:
+        return ""
+    if not kept:
+        _discard(part)
+        return ""
+    return f"; {kept} bytes are kept in {part} and the next fetch resumes from there"
 
 
 def _size_error(file: AssetFile, got: str) -> WeightsError:

@@ -23,7 +23,9 @@ demucs     ``torch/hub/checkpoints/<url file name>``                 the file; `
 chord      ``sakemin/<url file name>`` (``musicgen-chord.th``, ...)  the file
 =========  ========================================================================================
 
-Nothing here touches the network; :mod:`musicgen_remix.weights.fetch` downloads.
+Nothing here touches the network; :mod:`musicgen_remix.weights.fetch` downloads. Whether it may is
+:func:`offline_setting`'s answer, and :func:`missing_weights_message` is the one way a missing asset is
+reported (what is missing, why it was not downloaded, and the two ways forward).
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ _ASSET_KEYS = frozenset(
 )
 _FILE_KEYS = frozenset({"name", "size", "sha256", "sha256_prefix"})
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+OFFLINE_ENV = "MUSICGEN_REMIX_OFFLINE"
+HF_OFFLINE_ENV = "HF_HUB_OFFLINE"
+_TRUE_WORDS = frozenset({"1", "on", "yes", "true"})  # what huggingface_hub itself reads as true
+STARTUP_HF_HUB_OFFLINE: str | None = os.environ.get(HF_OFFLINE_ENV)
+"""``HF_HUB_OFFLINE`` as the process was started. :func:`musicgen_remix.models.hub.use_weights_root` sets it
+to 1 for the hub libraries once a weights root is chosen (they must never reach for the network at request
+time), so by the time the store fetches a missing asset the live value no longer says what the user asked
+for. That module imports this one, so this is read before any root is chosen."""
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -160,6 +171,10 @@ class Asset:
         """Where the asset lives under ``root`` (what its loader is given)."""
         return root.joinpath(*self.entry.split("/"))
 
+    def present(self, root: Path) -> bool:
+        """Every file of the asset is under ``root`` (not verified; an empty directory is not an asset)."""
+        return all(f.path(root).is_file() for f in self.files)
+
 
 def weights_root() -> Path:
     """The weights root: ``$MUSICGEN_REMIX_WEIGHTS`` if set, else ``<repo root>/weights``."""
@@ -167,6 +182,39 @@ def weights_root() -> Path:
     if env:
         return Path(env).expanduser()
     return REPO_ROOT / "weights"
+
+
+def offline_setting() -> str | None:
+    """The setting that forbids downloads, as ``NAME=value``, or None when downloads may be tried.
+
+    ``MUSICGEN_REMIX_OFFLINE`` is read as it is now; ``HF_HUB_OFFLINE`` as the process was started
+    (:data:`STARTUP_HF_HUB_OFFLINE`). Either set to 1 (or on, yes, true) means no connection is made at all.
+    """
+    own = os.environ.get(OFFLINE_ENV, "")
+    if own.strip().lower() in _TRUE_WORDS:
+        return f"{OFFLINE_ENV}={own}"
+    if STARTUP_HF_HUB_OFFLINE is not None and STARTUP_HF_HUB_OFFLINE.strip().lower() in _TRUE_WORDS:
+        return f"{HF_OFFLINE_ENV}={STARTUP_HF_HUB_OFFLINE}"
+    return None
+
+
+def missing_weights_message(names: Iterable[str], root: Path, cause: str | None = None) -> str:
+    """One line for assets that are not on disk: which, where, why (``cause``) and the two ways forward.
+
+    ``cause`` says why they were not downloaded (an offline setting, an unreachable host, a transfer that
+    kept failing); None when downloading is simply not this caller's job.
+    """
+    names = list(dict.fromkeys(names))
+    listed = ", ".join(repr(name) for name in names)
+    head = f"weights {listed} are not under {root}"
+    if cause:
+        head += f", and {cause}"
+    command = f"`python -m musicgen_remix weights fetch {' '.join(names)}`"
+    setting = offline_setting()
+    online = f"run {command}" if setting is None else f"unset {setting.split('=', 1)[0]} and run {command}"
+    return (f"{head}. Either, with network access, {online}; or, offline from a checkout, write tiny random "
+            f"weights (every stage runs, the audio is noise) with `python -m fixtures.weights DIR` and run "
+            f"with `{WEIGHTS_ENV}=DIR`")
 
 
 def load_manifest(path: Path | None = None, *, hf_endpoint: str | None = None) -> dict[str, Asset]:

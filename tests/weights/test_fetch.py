@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,9 +23,11 @@ from musicgen_remix.weights import (
     Asset,
     asset_path,
     fetch,
+    guard,
     list_assets,
     load_manifest,
     main_weights_fetch,
+    manifest,
 )
 from musicgen_remix.weights.download import (
     CHUNK_BYTES,
@@ -43,6 +46,13 @@ def _default_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Download limits are the defaults unless a test sets them."""
     for name in (STALL_S_ENV, STALL_BYTES_ENV, MIN_RATE_ENV, DEADLINE_ENV):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests download (from local peers): the suite itself starts with HF_HUB_OFFLINE=1 (conftest.py)."""
+    monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", None)
+    monkeypatch.delenv(manifest.OFFLINE_ENV, raising=False)
 
 
 @dataclass
@@ -528,3 +538,129 @@ def test_each_retry_gets_its_own_deadline(tmp_path: Path, monkeypatch: pytest.Mo
     first, second = peer.trickles
     assert first.range is None and second.range is not None and second.range.startswith("bytes=")
     assert 0 < int(second.range[len("bytes="):-1]) <= first.sent
+
+
+# -- when the weights cannot be had: at once, in one message, with the ways forward -------------------------
+
+
+def _two_assets(tmp_path: Path, server: FakeServer, first_url: str) -> dict[str, Asset]:
+    """``first`` from ``first_url``, ``second`` from the local server."""
+    second = server.add("/files/second.th", _payload(1_000))
+    return _manifest(tmp_path, server, f"""
+[assets.first]
+kind = "chord"
+url = "{first_url}"
+licence = "MIT"
+description = "first"
+
+[assets.second]
+kind = "chord"
+url = "{second}"
+licence = "MIT"
+description = "second"
+""")
+
+
+def _assert_ways_forward(message: str, names: list[str]) -> None:
+    assert f"weights {', '.join(repr(n) for n in names)} are not under" in message
+    assert f"python -m musicgen_remix weights fetch {' '.join(names)}" in message
+    assert "python -m fixtures.weights DIR" in message and "MUSICGEN_REMIX_WEIGHTS=DIR" in message
+    assert ".part" not in message  # nothing was kept, so nothing is claimed
+
+
+def test_refused_connection_fails_at_once_naming_every_missing_asset(tmp_path: Path, server: FakeServer) -> None:
+    """A host that refuses is not retried for seconds (the default retries and waits are in force)."""
+    with socket.socket() as bound:  # bound, never listening: connections to it are refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/files/first.th"
+        registry = _two_assets(tmp_path, server, url)
+        root = tmp_path / "root"
+        start = time.monotonic()
+        with pytest.raises(WeightsError) as info:
+            fetch(["first", "second"], root, manifest=registry)
+        elapsed = time.monotonic() - start
+    assert elapsed < 1.0, elapsed
+    message = str(info.value)
+    assert "127.0.0.1 could not be reached: it refused the connection" in message and url in message
+    _assert_ways_forward(message, ["first", "second"])
+    assert server.requests == []  # nothing further is tried once a host is out of reach
+    assert not (root / "sakemin").exists()  # a failed first try leaves no directory to mistake for an asset
+
+
+def test_name_that_does_not_resolve_fails_at_once(
+    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[str] = []
+
+    def no_such_name(host: str, *args: object) -> list[object]:
+        lookups.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(guard, "resolve", no_such_name)
+    registry = _two_assets(tmp_path, server, "https://weights.example.invalid/files/first.th")
+    start = time.monotonic()
+    with pytest.raises(WeightsError) as info:
+        fetch(["first", "second"], tmp_path / "root", manifest=registry)
+    assert time.monotonic() - start < 1.0
+    assert lookups == ["weights.example.invalid"]
+    assert "weights.example.invalid could not be reached: its name does not resolve" in str(info.value)
+    _assert_ways_forward(str(info.value), ["first", "second"])
+
+
+def test_a_dropped_transfer_is_still_retried_and_the_message_names_what_is_kept(
+    tmp_path: Path, server: FakeServer
+) -> None:
+    data = _payload(3 * CHUNK_BYTES)
+    registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    server.drop_once["/files/blob.th"] = CHUNK_BYTES + 10
+    server.fail_once["/files/blob.th"] = 503  # answered first; then the drop, then nothing more is tried
+    with pytest.raises(WeightsError, match="after 2 attempt") as info:
+        fetch(["blob"], tmp_path / "root", manifest=registry, retries=1, retry_wait_s=0)
+    kept = (tmp_path / "root" / "sakemin" / "blob.th.part").stat().st_size
+    assert kept == CHUNK_BYTES + 10
+    assert f"{kept} bytes are kept" in str(info.value)
+    assert "weights 'blob' are not under" in str(info.value) and "python -m fixtures.weights DIR" in str(info.value)
+
+
+@pytest.mark.parametrize(("variable", "startup"), [("HF_HUB_OFFLINE", True), ("MUSICGEN_REMIX_OFFLINE", False)])
+def test_offline_setting_makes_no_connection(
+    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, variable: str, startup: bool
+) -> None:
+    data = _payload(2_000)
+    registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    if startup:
+        monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.setenv(variable, "1")
+    start = time.monotonic()
+    with pytest.raises(WeightsError) as info:
+        fetch(["blob"], tmp_path / "root", manifest=registry)
+    assert time.monotonic() - start < 0.5
+    assert server.requests == []
+    message = str(info.value)
+    assert f"{variable}=1 is set, so nothing was downloaded" in message
+    assert f"unset {variable} and run `python -m musicgen_remix weights fetch blob`" in message
+    _assert_ways_forward(message, ["blob"])
+
+
+def test_offline_setting_still_serves_what_is_present(
+    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _payload(2_000)
+    registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
+    (path,) = fetch(["blob"], tmp_path / "root", manifest=registry)
+    monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", "1")
+    assert fetch(["blob"], tmp_path / "root", manifest=registry) == [path]
+    assert len(server.requests) == 1
+
+
+def test_hf_hub_offline_is_read_as_the_process_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    """use_weights_root() sets HF_HUB_OFFLINE=1 for the hub libraries; that is not the user asking for offline."""
+    monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert manifest.offline_setting() is None
+    monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", "true")
+    assert manifest.offline_setting() == "HF_HUB_OFFLINE=true"
+    monkeypatch.setattr(manifest, "STARTUP_HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("MUSICGEN_REMIX_OFFLINE", "1")
+    assert manifest.offline_setting() == "MUSICGEN_REMIX_OFFLINE=1"

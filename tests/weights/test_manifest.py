@@ -196,7 +196,8 @@ def test_publisher_prefixes_of_the_first_release_are_registered() -> None:
                         "musicgen-melody": "61305ffc49"}
     assert all(manifest[name].files[0].filename == "state_dict.bin" for name in prefixes)
     # musicgen-small's full hash starts with its own first-release prefix: the hub file is the v0 file.
-    assert manifest["musicgen-small"].files[0].sha256.startswith("830fe5771e")
+    small = manifest["musicgen-small"].files[0].sha256
+    assert small is not None and small.startswith("830fe5771e")
 
 
 @pytest.mark.parametrize(("entry", "problem"), [
@@ -218,3 +219,15 @@ description = "x"
 ''')
     with pytest.raises(WeightsError, match=problem):
         load_manifest(path)
+
+
+def test_an_asset_is_present_only_with_every_file(tmp_path: Path) -> None:
+    """A directory left by a failed download is not the model."""
+    melody = load_manifest()["musicgen-melody"]
+    assert melody.path(tmp_path) == tmp_path / "facebook" / "musicgen-melody"
+    melody.path(tmp_path).mkdir(parents=True)
+    assert not melody.present(tmp_path)
+    (melody.path(tmp_path) / "state_dict.bin").write_bytes(b"lm")
+    assert not melody.present(tmp_path)
+    (melody.path(tmp_path) / "compression_state_dict.bin").write_bytes(b"codec")
+    assert melody.present(tmp_path)
