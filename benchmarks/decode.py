@@ -12,7 +12,8 @@ The text conditioner is T5 (``t5-base``) from the weights root (``$MUSICGEN_REMI
 weights' stand-in works, ``python -m fixtures.weights DIR``). Without one, a lookup-table
 text conditioner takes its place (one cross-attention token instead of a sentence's worth), and the
 output says so. ``melody`` is the medium scale with chroma (prepend) conditioning; its chroma
-extractor needs demucs ``htdemucs`` from the same root.
+extractor needs demucs ``htdemucs`` from the same root, and without it the benchmark stops with one error
+line saying how to get it (nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return _run_decode(parser.parse_args(argv))
-    except MusicgenRemixError as exc:
+    except InputError as exc:
         parser.error(str(exc))
+        return 2
+    except MusicgenRemixError as exc:  # e.g. missing weights: one line, no usage
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return 2
 
 
@@ -145,17 +149,23 @@ def _build_lm(arch: str, stereo: bool, device: torch.device, seed: int) -> tuple
     from omegaconf import OmegaConf, open_dict
 
     from fixtures.training import compose, release_overrides
+    from musicgen_remix.errors import WeightsError
     from musicgen_remix.models.hub import use_weights_root
-    from musicgen_remix.weights.manifest import asset_path, weights_root
+    from musicgen_remix.weights.manifest import load_manifest, missing_weights_message, weights_root
 
     scale, conditioning = ARCHS[arch]
+    root = weights_root()
+    registry = load_manifest()
+    if conditioning == "melody" and not registry["htdemucs"].present(root):
+        # torch.hub would try to download it (and fail with a traceback offline).
+        raise WeightsError(missing_weights_message(
+            ["htdemucs"], root, f"--arch {arch} needs it for its chroma extractor"))
     cfg = compose(release_overrides(conditioning, stereo=stereo, scale=scale))
     with open_dict(cfg):
         cfg.device = str(device)
         cfg.dtype = "float32" if device.type == "cpu" else "float16"
-    root = weights_root()
     text = "t5"
-    if asset_path("t5-base", root).exists():
+    if registry["t5-base"].present(root):
         use_weights_root(root)
     else:
         logger.warning("no t5-base under %s: a lookup-table text conditioner stands in for T5", root)
