@@ -5,7 +5,6 @@ input checks."""
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import soundfile
 import torch
 
 import musicgen_remix.generate as generate_module
+from fixtures.hostile import shell
 from fixtures.peers import FileServer
 from musicgen_remix.audio import LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio, resample
 from musicgen_remix.errors import InputError, MusicgenRemixError
@@ -411,19 +411,11 @@ def test_two_finetunes_one_after_the_other(generate_service: GenerateService, tm
     assert digest(a_again) == digest(a)
 
 
-class Touch:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.path}",))
-
-
 def test_malicious_replicate_weights_is_refused(generate_service: GenerateService, tmp_path: Path,
                                                 weights_server: WeightsServer) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.th"
-    torch.save({"xp.cfg": "{}", "model": Touch(marker)}, evil)
+    torch.save({"xp.cfg": "{}", "model": shell(marker)}, evil)
     with pytest.raises(MusicgenRemixError, match="refused to load"):
         run(generate_service, tmp_path, "a", prompt="calm piano", seed=1,
             replicate_weights=weights_server.serve(evil))

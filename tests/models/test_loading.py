@@ -3,7 +3,6 @@ every release repo, the fine-tuner's format (good, malformed, wrong architecture
 
 from __future__ import annotations
 
-import pathlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from fixtures.hostile import path_touch
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.models.loading import describe, load_finetune, load_mbd, load_release
 from musicgen_remix.models.safe_load import safe_torch_load
@@ -96,21 +96,11 @@ def test_missing_release_file_names_the_fetch_command(tiny_weights: Path, tmp_pa
     assert "musicgen-small" in str(info.value)
 
 
-class Touch:
-    """Unpickling this calls ``pathlib.Path.touch(path)``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (pathlib.Path.touch, (pathlib.Path(self.path),))
-
-
 def test_malicious_release_file_is_not_executed(tiny_weights: Path, tmp_path: Path) -> None:
     repo = tmp_path / "musicgen-small"
     shutil.copytree(tiny_weights / "facebook" / "musicgen-small", repo)
     marker = tmp_path / "pwned"
-    torch.save({"best_state": Touch(marker), "xp.cfg": "{}"}, repo / "state_dict.bin")
+    torch.save({"best_state": path_touch(marker), "xp.cfg": "{}"}, repo / "state_dict.bin")
     with pytest.raises(Exception):  # noqa: B017 - audiocraft's own loader: torch's refusal, whatever its type
         load_release(repo, encodec_dir(tiny_weights), "cpu")
     assert not marker.exists()
@@ -278,7 +268,7 @@ def test_finetune_yaml_config_loads(tiny_weights: Path, tmp_path: Path) -> None:
 def test_malicious_finetune_is_refused_and_not_executed(tiny_weights: Path, tmp_path: Path) -> None:
     """The fine-tune loader reads through the restricted unpickler (its hostile cases: test_safe_load)."""
 
-    evil = Touch(tmp_path / "pwned")
+    evil = path_touch(tmp_path / "pwned")
     path = resaved(tiny_weights, tmp_path, lambda pkg: pkg["model"].__setitem__("emb.0.weight", evil))
     with pytest.raises(WeightsError, match="refused to load fine-tuned checkpoint edited-melody-a.th"):
         load_finetune(path, encodec_dir(tiny_weights), "cpu")

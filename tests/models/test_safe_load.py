@@ -14,28 +14,14 @@ import pathlib
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from fixtures.hostile import PAYLOADS, Reduce, shell
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.models.safe_load import allowed_globals, safe_torch_load
-
-
-class _Reduce:
-    """Pickles as ``func(*args)``."""
-
-    def __init__(self, func: Callable[..., Any], *args: Any) -> None:
-        self.func, self.args = func, args
-
-    def __reduce__(self) -> Any:
-        return self.func, self.args
-
-
-def _touch(marker: Path) -> _Reduce:
-    return _Reduce(os.system, f"touch {marker}")
 
 
 def _raw(data: bytes) -> Callable[[Path], bytes]:
@@ -44,17 +30,17 @@ def _raw(data: bytes) -> Callable[[Path], bytes]:
 
 # name -> (how to write the file at `path` given the marker, the global the error must name)
 HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
-    "reduce to os.system": (lambda path, m: torch.save({"model": _touch(m)}, path), "posix.system"),
+    "reduce to os.system": (lambda path, m: torch.save({"model": shell(m)}, path), "posix.system"),
     "method of an unlisted class": (
-        lambda path, m: torch.save(_Reduce(pathlib.Path.touch, pathlib.Path(m)), path), "pathlib.Path"),
-    "builtins.exec": (lambda path, m: torch.save(_Reduce(exec, f"open('{m}', 'w')"), path), "builtins.exec"),
+        lambda path, m: torch.save(Reduce(pathlib.Path.touch, pathlib.Path(m)), path), "pathlib.Path"),
+    "builtins.exec": (lambda path, m: torch.save(Reduce(exec, f"open('{m}', 'w')"), path), "builtins.exec"),
     "nested inside an allowed config": (
-        lambda path, m: torch.save({"xp.cfg": {"a": [1, {"b": _touch(m)}]}, "model": {}}, path), "posix.system"),
+        lambda path, m: torch.save({"xp.cfg": {"a": [1, {"b": shell(m)}]}, "model": {}}, path), "posix.system"),
     "defaultdict whose factory runs a command": (
-        lambda path, m: torch.save(collections.defaultdict(_touch(m).func), path), "posix.system"),
+        lambda path, m: torch.save(collections.defaultdict(shell(m).func), path), "posix.system"),
     "getattr to reach a method": (
-        lambda path, m: torch.save(_Reduce(getattr, DictConfig, "__init__"), path), "builtins.getattr"),
-    "torch.load nested": (lambda path, m: torch.save(_Reduce(torch.load, str(m)), path), "torch.serialization.load"),
+        lambda path, m: torch.save(Reduce(getattr, DictConfig, "__init__"), path), "builtins.getattr"),
+    "torch.load nested": (lambda path, m: torch.save(Reduce(torch.load, str(m)), path), "torch.serialization.load"),
     "protocol 0 INST opcode (legacy file)": (
         lambda path, m: path.write_bytes(_raw(b"(S'touch MARKER'\nios\nsystem\n.")(m)), "os.system"),
     "Python 2 module name": (
@@ -66,7 +52,7 @@ def _write_extension_payload(path: Path, marker: Path) -> None:
     """An EXT opcode: pickle refers to os.system through copyreg's extension registry."""
     copyreg.add_extension("posix", "system", 0x7F01)
     try:
-        path.write_bytes(pickle.dumps(_touch(marker), protocol=2))
+        path.write_bytes(pickle.dumps(shell(marker), protocol=2))
     finally:
         copyreg.remove_extension("posix", "system", 0x7F01)
 
@@ -97,6 +83,19 @@ def test_extension_opcode_is_refused(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("name", sorted(PAYLOADS))
+def test_the_shared_payloads_work_unrestricted_and_are_refused(tmp_path: Path, name: str) -> None:
+    """fixtures.hostile's payloads, used by the loader tests at every level, are real and refused here."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.th"
+    torch.save({"model": PAYLOADS[name](marker)}, path)
+    with pytest.raises(WeightsError, match="refused to load"):
+        safe_torch_load(path)
+    assert not marker.exists()
+    torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
 @pytest.mark.parametrize("name", ["reduce to os.system", "builtins.exec", "protocol 0 INST opcode (legacy file)"])
 def test_payloads_work_unrestricted(tmp_path: Path, name: str) -> None:
     """The payloads above are real: an unrestricted load runs them."""
@@ -114,7 +113,7 @@ def test_payloads_work_unrestricted(tmp_path: Path, name: str) -> None:
 
 def test_enum_members_only_through_getattr(tmp_path: Path) -> None:
     path = tmp_path / "enum.th"
-    torch.save(_Reduce(getattr, collections.OrderedDict, "fromkeys"), path)
+    torch.save(Reduce(getattr, collections.OrderedDict, "fromkeys"), path)
     with pytest.raises(WeightsError, match="getattr"):
         safe_torch_load(path)
 

@@ -25,15 +25,15 @@ The server gets a private weights root (symlinks to the tiny weights) so that it
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fixtures.hostile import create_file, shell
 from fixtures.peers import FileServer, SilentPort, TricklePeer
 from fixtures.weights import finetune_path
 
@@ -119,27 +119,9 @@ def test_only_http_urls(server: CogServer, url: str) -> None:
     assert "an http(s) URL" in failure(server, url)
 
 
-class _CreateFile:
-    """Unpickling this creates ``path`` (if anything is allowed to run)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (open, (str(self.path), "w"))
-
-
-class _Shell:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.path}",))
-
-
-@pytest.mark.parametrize("payload", [_CreateFile, _Shell])
+@pytest.mark.parametrize("payload", [create_file, shell])
 def test_checkpoint_that_would_create_a_file_is_refused(server: CogServer, files: FileServer, cache_dir: Path,
-                                                        tmp_path: Path, payload: type) -> None:
+                                                        tmp_path: Path, payload: Callable[[Path], Any]) -> None:
     import torch
 
     marker = tmp_path / "created-by-unpickling"
