@@ -179,7 +179,8 @@ def decode_meter(evidence: metre.Evidence, *, duration: float | None = None) -> 
     pulse = metre.trim_silent_ends(metre.track_pulse(evidence.activations, fps), evidence.onset, fps)
     grid, parts = metre.tatum_grid(pulse, evidence.onset, fps)
     accent, downbeat = metre.grid_evidence(grid, evidence) if grid.size >= 8 else (grid, grid)
-    chosen = metre.choose_meter(grid, accent, downbeat)
+    harmony = metre.tatum_chroma(evidence.chroma, grid, fps) if grid.size >= 8 else None
+    chosen = metre.choose_meter(grid, accent, downbeat, harmony)
     if chosen is None:
         beats = decode_beats(evidence.activations, fps=int(round(fps)))
     else:

@@ -19,7 +19,7 @@ import pytest
 from fixtures.songs import Piece, Song, have_fluidsynth, ramp, render_piece
 from musicgen_remix.analysis import Beats, Chord, track_beats
 from musicgen_remix.analysis.chords import snap_to_beats
-from musicgen_remix.analysis.meter import choose_meter, tatum_grid, track_pulse
+from musicgen_remix.analysis.meter import bar_harmony, choose_meter, tatum_grid, track_pulse
 
 needs_fluidsynth = pytest.mark.skipif(not have_fluidsynth(), reason="fluidsynth or the GM soundfont is missing")
 
@@ -52,6 +52,17 @@ def test_choose_meter_finds_the_counted_beat_and_the_bar(case, bar, accents, dow
     meter = choose_meter(grid, np.roll(accent, shifted), np.roll(evidence, shifted))
     assert (meter.tatums_per_beat, meter.beats_per_bar) == expected, case
     assert meter.phase == shifted % (expected[0] * expected[1])
+
+
+def test_bar_harmony_prefers_bars_cut_where_the_chords_change():
+    rng = np.random.default_rng(3)
+    chords = rng.random((12, 12))
+    chroma = np.repeat(chords, 8, axis=0)[5:]  # a new chord every 8 tatums, the first change at tatum 3
+    chroma = chroma + 0.05 * rng.random(chroma.shape)
+    right = bar_harmony(chroma, 8, 3)
+    assert right > bar_harmony(chroma, 8, 7)  # bar lines at the half bar
+    assert right > bar_harmony(chroma, 4, 3)  # bars half as long
+    assert right > 0.3
 
 
 def test_choose_meter_needs_enough_tatums():
