@@ -35,8 +35,8 @@ import numpy as np
 import soundfile
 
 from fixtures.songs import have_fluidsynth, render_song
-from musicgen_remix.remix.beatsync import DEFAULT_THRESHOLD_S, MAX_STRETCH, SyncPlan, plan_sync
-from musicgen_remix.remix.stretch import ENGINES, Engine, timemap_stretch
+from musicgen_remix.remix.beatsync import DEFAULT_THRESHOLD_S, MAX_STRETCH, SyncPlan, apply_anchors, plan_sync
+from musicgen_remix.remix.stretch import ENGINES, Engine
 
 SAMPLE_RATE = 32000  # MusicGen's
 DURATION = 30.0
@@ -118,7 +118,7 @@ def main() -> None:
 
 
 def _stretcher(engine: Engine) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    return lambda wav, anchors: timemap_stretch(wav, SAMPLE_RATE, anchors, engine=engine)
+    return lambda wav, anchors: apply_anchors(wav, SAMPLE_RATE, anchors, wav.shape[1], engine)
 
 
 def _stats(lags: list[float], errors: list[float], lsd: list[float], runtime: list[float]) -> str:

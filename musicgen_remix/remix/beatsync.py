@@ -343,7 +343,7 @@ def sync_to_reference(
     if plan.skipped:
         logger.info("beat sync skipped: %s", plan.skipped_reason)
         return _audio(unsynced, audio), plan
-    synced = _apply(wav, audio.sample_rate, plan.anchors, round(target_duration * audio.sample_rate), engine)
+    synced = apply_anchors(wav, audio.sample_rate, plan.anchors, round(target_duration * audio.sample_rate), engine)
     if take is not None and measure_ref is not None:
         beats = np.asarray(reference_beats if reference_beats is not None else reference_downbeats, dtype=np.float64)
         before = measuring.measure(measuring.features(_audio(unsynced, audio)), measure_ref, beats, harmony_ref)
@@ -366,8 +366,10 @@ def sync_to_reference(
     return _audio(synced, audio), plan
 
 
-def _apply(wav: np.ndarray, sample_rate: int, anchors: np.ndarray, length: int, engine: Engine) -> np.ndarray:
-    """Cut the take to the anchors' source span, stretch it along them, and place it at their target start."""
+def apply_anchors(wav: np.ndarray, sample_rate: int, anchors: np.ndarray, length: int,
+                  engine: Engine = DEFAULT_ENGINE) -> np.ndarray:
+    """Cut ``[C, T]`` audio to the anchors' source span, stretch it along them (see :class:`SyncPlan`) and place
+    it at their target start in ``length`` frames of silence."""
     (s0, t0), s1 = anchors[0], anchors[-1, 0]
     first, last = round(s0 * sample_rate), min(round(s1 * sample_rate), wav.shape[1])
     segment = wav[:, first:last]

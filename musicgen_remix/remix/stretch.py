@@ -19,12 +19,12 @@ lag capped at 100 ms; 2-core machine)::
   arrives that way, and only while Python bytecode runs) stops it within a second: the child is killed and
   reaped and its temporary files are removed. Best alignment and quality; its 1.4 s is small next to
   generating 30 s of music. The program is GPL-2.0+, but it runs as a separate process, so no GPL code is
-  linked into this MIT package. Its weak
-  spot is a short region stretched far (typically (0, 0) to a first downbeat a fraction of a second in):
-  every later anchor then lands off by a constant for the rest of the file (R3: 36 ms after 0.3 s -> 0.8 s,
-  91 ms after 0.1 s -> 0.4 s; at most 14 ms up to 1.5x). Plans therefore bound every region's stretch
-  (``beatsync.MAX_STRETCH``); without that bound R3 scored 14 / 100+ ms onset lag, 20 / 130 ms re-detected
-  and 6.90 dB on the same pairs (``--max-stretch 1000``).
+  linked into this MIT package. Its weak spot is a short region stretched far (the seed's (0, 0) to a first
+  downbeat a fraction of a second in): every later anchor then lands off by a constant for the rest of the
+  file (R3: 36 ms after 0.3 s -> 0.8 s, 91 ms after 0.1 s -> 0.4 s; at most 14 ms up to 1.5x). Plans
+  therefore bound every region's stretch (``beatsync.MAX_STRETCH``) and move the lead-in instead of
+  stretching it (the table above predates that and was measured with (0, 0) anchors); without that bound
+  R3 scored 14 / 100+ ms onset lag, 20 / 130 ms re-detected and 6.90 dB on the same pairs (``--max-stretch 1000``).
 - ``"wsola"``: pytsmod's WSOLA. Not the default: it puts everything up to its search tolerance (512
   samples, 16 ms at 32 kHz) early wherever frames are quiet, because ties in its cross-correlation go to
   the first lag, and it sounds rougher (LSD above). pytsmod is GPL-3.0, a licence problem for this MIT
