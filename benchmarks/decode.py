@@ -290,20 +290,41 @@ def _maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _bandwidth_bound(lm: LMModel, conditions: list[Any], frames: int, device: torch.device) -> float:
-    """Steps per second if every step only read its weights and key/value cache at the device's copy speed."""
+PREPEND_TOKENS = 235 + 8
+"""Tokens a prepend-conditioned LM (melody, chord) attends to before its first frame: the chroma frames of one
+window and a sentence of T5 tokens."""
+CROSS_TOKENS = 8
+"""Cross-attention tokens of a text-conditioned LM: a sentence of T5 tokens."""
 
+
+def step_weight_bytes(lm: LMModel) -> int:
+    """Bytes of weights one decoding step reads: every layer and output head as stored, but not the embeddings
+    (one row each per step) nor the cross-attention key/value projections (applied once per generation)."""
     from musicgen_remix.engine import fastlm_step as step
 
     pack = step.pack_weights(lm)
     skip = {id(t) for layer in pack.layers if layer.cross is not None for t in (layer.cross.k_w, layer.cross.v_w)}
-    weight_bytes = sum(t.numel() * t.element_size() for t in _tensors(pack) if id(t) not in skip)
-    rows = 2 * len(conditions)
+    return sum(t.numel() * t.element_size() for t in _tensors(pack) if id(t) not in skip)
+
+
+def kv_bytes_per_token(lm: LMModel, rows: int = 2) -> int:
+    """Bytes of float16 keys and values one token adds to the cache (every layer), for ``rows`` batch rows
+    (2: a prompt and its classifier-free-guidance null twin)."""
+    layers = len(lm.transformer.layers)
+    return 2 * layers * rows * int(lm.dim) * 2
+
+
+def context_tokens(lm: LMModel) -> int:
+    """Tokens every step attends to besides the frames generated so far (see :data:`PREPEND_TOKENS`)."""
+    return PREPEND_TOKENS if lm.fuser.fuse2cond.get("prepend") else CROSS_TOKENS
+
+
+def _bandwidth_bound(lm: LMModel, conditions: list[Any], frames: int, device: torch.device) -> float:
+    """Steps per second if every step only read its weights and key/value cache at the device's copy speed."""
     steps = frames + max(lm.pattern_provider.delays, default=0) if hasattr(lm.pattern_provider, "delays") else frames
-    prefix = 0 if not lm.fuser.fuse2cond.get("prepend") else 235 + 8  # chroma frames + a sentence of T5 tokens
-    mean_len = prefix + steps / 2
-    kv_bytes = 2 * len(pack.layers) * rows * pack.dim * mean_len * 2  # float16 keys and values
-    return _copy_bandwidth(device) / (weight_bytes + kv_bytes)
+    mean_len = context_tokens(lm) + steps / 2
+    per_step = step_weight_bytes(lm) + kv_bytes_per_token(lm, 2 * len(conditions)) * mean_len
+    return _copy_bandwidth(device) / per_step
 
 
 def _tensors(pack: Any) -> list[torch.Tensor]:
