@@ -31,7 +31,7 @@ Diffusion bands. What is computed, and how (each figure is labelled in the outpu
   ``share_of_bound``). EnCodec decoding, MBD and the remix's other stages are not in it; the remix's CPU
   stages measured by ``python -m benchmarks.remix_stages --full-size-demucs`` are printed beside it.
 
-Run from the repository root (about a minute on 2 cores): ``python -m benchmarks.requirements [--json]
+Run from the repository root (under a minute on 2 cores): ``python -m benchmarks.requirements [--json]
 [--measure-ram TINY_WEIGHTS_DIR]``.
 """
 
@@ -354,6 +354,10 @@ def _tree_bytes(root: Path) -> int:
 
 
 # -- output ---------------------------------------------------------------------------------------------
+def _download(variant: Variant) -> int:
+    return sum(size for size, _ in variant.download.values())
+
+
 def _gb(n: float | None) -> str:
     return "?" if n is None else f"{n / GB:.2f}"
 
@@ -379,8 +383,20 @@ def _print(report: dict[str, Any]) -> None:
         fits = [name.split()[0] for name, _, memory in GPUS if v.gpu_bytes + report["headroom_bytes"] <= memory]
         write(f"{v.name:<20}{v.entrypoint:<9}{v.params / 1e9:>7.2f}B{_gb(v.weight_bytes):>8}"
               f"{_gb(v.kv_window_bytes):>8}{_gb(v.gpu_bytes):>9}{' '.join(fits) or '-':>24}"
-              f"{_gb(sum(s for s, _ in v.download.values())):>10}{_gb(v.fp32_bytes):>10}{_gb(v.ram_bytes):>9}\n")
-    write("\ndownload sources: " + "; ".join(
+              f"{_gb(_download(v)):>10}{_gb(v.fp32_bytes):>10}{_gb(v.ram_bytes):>9}\n")
+    variants = {v.name: v for v in report["variants"]}
+    shared = support["t5"]["file"] + support["encodec"]["file"] + support["htdemucs"]["file"]
+    first_generate = _download(variants["melody"]) + shared
+    first_remix = _download(variants["stereo-chord"]) + shared
+    write(f"\nfirst run downloads: generate (melody) {_gb(first_generate)} GB, remix (stereo-chord) "
+          f"{_gb(first_remix)} GB; `weights fetch` with no name (melody, EnCodec, t5-base, htdemucs, MBD) "
+          f"{_gb(first_generate + mbd['file'])} GB\n")
+    largest = max(report["variants"], key=lambda v: v.gpu_bytes)
+    with_mbd = largest.gpu_bytes + mbd["gpu"]
+    fits = [name.split()[0] for name, _, memory in GPUS if with_mbd + report["headroom_bytes"] <= memory]
+    write(f"with MultiBand Diffusion: the largest estimate ({largest.name}) becomes {_gb(with_mbd)} GB; fits (+2 GB): "
+          f"{' '.join(fits) or '-'}\n")
+    write("download sources: " + "; ".join(
         f"{file} {source}" for v in report["variants"] for file, (_, source) in v.download.items()
         if source != "manifest") + "\n")
 
