@@ -232,6 +232,8 @@ def _add_sync(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from musicgen_remix.analysis.beats import track_beats
     from musicgen_remix.audio import read_audio, write_audio
     from musicgen_remix.remix.beatsync import resolve_threshold, sync_to_reference
@@ -242,12 +244,18 @@ def _run_sync(args: argparse.Namespace) -> int:
     ref_beats, beats = track_beats(reference), track_beats(audio)
     threshold = resolve_threshold(args.threshold, ref_beats.bpm)
     synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
-                                     target_duration=reference.duration)
+                                     target_duration=reference.duration, reference=reference,
+                                     reference_beats=ref_beats.times)
     path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)  # type: ignore[arg-type]
     if plan.skipped:
         logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
     else:
-        logger.info("%s: %d downbeats aligned to %s", path, len(plan.matched), args.reference)
+        moved = np.abs(plan.offsets) * 1000
+        logger.info("%s: moved %d downbeats by %.0f ms (median; at most %.0f ms) to land on %s's, each within "
+                    "%.0f ms of where the alignment puts it (bar shift %s, tempo ratio %.3f); agreement with the "
+                    "reference %.2f -> %.2f", path, len(plan.matched), np.median(moved), moved.max(),
+                    args.reference.name, threshold * 1000, plan.shift, plan.ratio or 1.0,
+                    plan.agreement_before or 0.0, plan.agreement_after or 0.0)
     return 0
 
 

@@ -82,7 +82,7 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     if written:
         chords = parse_chord_progression(req.chords, beats.downbeats, song.duration)  # type: ignore[arg-type]
     else:
-        chords = recognize_chords(stems.drumless, large_vocabulary=req.large_chord_voca)
+        chords = recognize_chords(stems.drumless, large_vocabulary=req.large_chord_voca, beats=beats.times)
     analysis = Analysis.from_results(song.duration, song.sample_rate, beats, chords)
     _log_analysis(analysis)
     progress.check()

@@ -424,7 +424,7 @@ def test_automatic_threshold_spellings_work(remix: Remixer, name: str) -> None:
     sync = run.result.sync
     assert sync.skipped_reason is not None or len(sync.anchors) >= 3
     threshold = AUTO_THRESHOLD_BEATS * 60 / run.result.analysis.bpm
-    assert np.all(np.abs(sync.offsets) <= threshold + 1e-9)
+    assert np.all(np.abs(sync.residuals) <= threshold + 1e-9)
 
 
 # ----------------------------------------------------------------------------------------------------
