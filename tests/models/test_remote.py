@@ -1,6 +1,6 @@
-"""Tests for musicgen_remix.models.remote (``replicate_weights`` downloads) against a local HTTP server
-on 127.0.0.1: content-addressed cache, URL scheme check, HTTP errors, timeouts, size cap, tar archives
-and the bounded cache; the total deadline and stall rule against trickling peers; the address guard.
+"""Tests for musicgen_remix.models.remote (``replicate_weights`` downloads) against the local file server on
+127.0.0.1: content-addressed cache, URL scheme check, HTTP errors, timeouts, size cap, tar archives and the
+bounded cache; the total deadline and stall rule against trickling peers; the address guard.
 
 127.0.0.1 is an internal address, refused by default: every test runs with
 ``MUSICGEN_REMIX_ALLOWED_HOSTS=127.0.0.1`` unless it is about the guard's defaults."""
@@ -11,16 +11,13 @@ import hashlib
 import io
 import socket
 import tarfile
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from fixtures.peers import TricklePeer
+from fixtures.peers import FileServer, SilentPort, TricklePeer
 from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.models.remote import check_url, download_checkpoint
 from musicgen_remix.weights.download import DEADLINE_ENV, MIN_RATE_ENV, STALL_BYTES_ENV, STALL_S_ENV
@@ -37,87 +34,27 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-class QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients that hang up early (size cap, timeouts) are part of these tests
-
-
-@dataclass
-class Served:
-    files: dict[str, bytes] = field(default_factory=dict)
-    no_length: set[str] = field(default_factory=set)  # paths sent without Content-Length
-    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 302
-    hits: list[str] = field(default_factory=list)  # every path asked for
-    base: str = ""
-
-    def add(self, path: str, data: bytes, *, declare_length: bool = True) -> str:
-        self.files[path] = data
-        if not declare_length:
-            self.no_length.add(path)
-        return self.base + path
-
-
 @pytest.fixture(scope="module")
-def _httpd() -> Iterator[Served]:
-    state = Served()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            state.hits.append(self.path)
-            if self.path in state.redirects:
-                self.send_response(302)
-                self.send_header("Location", state.redirects[self.path])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = state.files.get(self.path)
-            if data is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            if self.path in state.no_length:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            else:
-                self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = QuietServer(("127.0.0.1", 0), Handler)
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+def _files() -> Iterator[FileServer]:
+    with FileServer(validators=False) as peer:
+        yield peer
 
 
 @pytest.fixture()
-def server(_httpd: Served) -> Served:
-    """The module's server, serving nothing until a test adds files."""
-    _httpd.files.clear()
-    _httpd.no_length.clear()
-    _httpd.redirects.clear()
-    _httpd.hits.clear()
-    return _httpd
+def server(_files: FileServer) -> FileServer:
+    """The module's file server, serving nothing until a test adds files."""
+    _files.reset()
+    return _files
 
 
 @pytest.fixture()
 def silent_server() -> Iterator[str]:
     """A port that accepts TCP connections (kernel backlog) but never answers a byte."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
+    silent = SilentPort()
     try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/weights.th"
+        yield f"{silent.base}/weights.th"
     finally:
-        sock.close()
+        silent.close()
 
 
 def sha(data: bytes) -> str:
@@ -141,7 +78,7 @@ def tar_of(members: dict[str, bytes], compression: str = "") -> bytes:
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_download_to_content_addressed_file(server: Served, tmp_path: Path) -> None:
+def test_download_to_content_addressed_file(server: FileServer, tmp_path: Path) -> None:
     data = payload()
     url = server.add("/weights.th", data)
     path = download_checkpoint(url, tmp_path / "cache", timeout=FAST)
@@ -150,7 +87,7 @@ def test_download_to_content_addressed_file(server: Served, tmp_path: Path) -> N
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
-def test_download_without_content_length(server: Served, tmp_path: Path) -> None:
+def test_download_without_content_length(server: FileServer, tmp_path: Path) -> None:
     data = payload(3000, seed=1)
     url = server.add("/stream.th", data, declare_length=False)
     path = download_checkpoint(url, tmp_path, timeout=FAST)
@@ -158,7 +95,7 @@ def test_download_without_content_length(server: Served, tmp_path: Path) -> None
     assert path.read_bytes() == data
 
 
-def test_same_content_at_two_urls_is_one_file(server: Served, tmp_path: Path) -> None:
+def test_same_content_at_two_urls_is_one_file(server: FileServer, tmp_path: Path) -> None:
     data = payload(2000, seed=2)
     first = download_checkpoint(server.add("/a.th", data), tmp_path, timeout=FAST)
     second = download_checkpoint(server.add("/b/c.th", data), tmp_path, timeout=FAST)
@@ -188,7 +125,7 @@ def test_check_url_strips_and_accepts_http_and_https() -> None:
     assert check_url("https://example.org/w.th") == "https://example.org/w.th"
 
 
-def test_http_404_is_an_input_error(server: Served, tmp_path: Path) -> None:
+def test_http_404_is_an_input_error(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="404") as info:
         download_checkpoint(server.base + "/missing.th", tmp_path, timeout=FAST)
     assert info.value.field == "replicate_weights"
@@ -215,7 +152,7 @@ def test_silent_server_times_out(silent_server: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("declare_length", [True, False])
-def test_oversized_download_is_refused_and_leaves_nothing(server: Served, tmp_path: Path,
+def test_oversized_download_is_refused_and_leaves_nothing(server: FileServer, tmp_path: Path,
                                                           declare_length: bool) -> None:
     url = server.add("/big.th", payload(3 << 20), declare_length=declare_length)
     with pytest.raises(InputError, match="at most 1000000 bytes"):
@@ -223,13 +160,13 @@ def test_oversized_download_is_refused_and_leaves_nothing(server: Served, tmp_pa
     assert list(tmp_path.iterdir()) == []  # no checkpoint and no .part file
 
 
-def test_empty_download_is_refused(server: Served, tmp_path: Path) -> None:
+def test_empty_download_is_refused(server: FileServer, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="non-empty"):
         download_checkpoint(server.add("/empty.th", b""), tmp_path, timeout=FAST)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tar_with_one_checkpoint_is_extracted(server: Served, tmp_path: Path) -> None:
+def test_tar_with_one_checkpoint_is_extracted(server: FileServer, tmp_path: Path) -> None:
     data = payload(4000, seed=3)
     archive = tar_of({"README.md": b"trained weights\n", "output/model.th": data})
     path = download_checkpoint(server.add("/trained.tar", archive), tmp_path, timeout=FAST)
@@ -238,21 +175,21 @@ def test_tar_with_one_checkpoint_is_extracted(server: Served, tmp_path: Path) ->
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
 
 
-def test_tar_with_two_checkpoints_fails(server: Served, tmp_path: Path) -> None:
+def test_tar_with_two_checkpoints_fails(server: FileServer, tmp_path: Path) -> None:
     archive = tar_of({"a.th": payload(100), "b.pt": payload(100, seed=1)})
     with pytest.raises((WeightsError, InputError), match="exactly one checkpoint.*found 2"):
         download_checkpoint(server.add("/two.tar", archive), tmp_path, timeout=FAST)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_tar_without_checkpoint_fails(server: Served, tmp_path: Path) -> None:
+def test_tar_without_checkpoint_fails(server: FileServer, tmp_path: Path) -> None:
     archive = tar_of({"README.md": b"nothing here\n"})
     with pytest.raises((WeightsError, InputError), match="found 0"):
         download_checkpoint(server.add("/none.tar", archive), tmp_path, timeout=FAST)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_compressed_tar_member_over_the_cap_is_refused(server: Served, tmp_path: Path) -> None:
+def test_compressed_tar_member_over_the_cap_is_refused(server: FileServer, tmp_path: Path) -> None:
     """A gzip'd tar (which tarfile opens transparently) whose member inflates past the cap."""
     archive = tar_of({"model.th": bytes(2 << 20)}, compression="gz")
     assert len(archive) < 100_000
@@ -262,7 +199,7 @@ def test_compressed_tar_member_over_the_cap_is_refused(server: Served, tmp_path:
 
 
 @pytest.mark.parametrize("compression", ["", "gz"])
-def test_truncated_tar_is_an_input_error(server: Served, tmp_path: Path, compression: str) -> None:
+def test_truncated_tar_is_an_input_error(server: FileServer, tmp_path: Path, compression: str) -> None:
     archive = tar_of({"model.th": bytes(range(256)) * 1200}, compression=compression)
     url = server.add("/cut.tar", archive[: len(archive) // 2])
     with pytest.raises(InputError, match="readable .tar") as info:
@@ -271,7 +208,7 @@ def test_truncated_tar_is_an_input_error(server: Served, tmp_path: Path, compres
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cache_keeps_at_most_keep_files(server: Served, tmp_path: Path) -> None:
+def test_cache_keeps_at_most_keep_files(server: FileServer, tmp_path: Path) -> None:
     paths = []
     for i in range(5):
         paths.append(download_checkpoint(server.add(f"/w{i}.th", payload(1000, seed=10 + i)), tmp_path,
@@ -281,7 +218,7 @@ def test_cache_keeps_at_most_keep_files(server: Served, tmp_path: Path) -> None:
     assert sorted(tmp_path.iterdir()) == sorted(paths[-2:])
 
 
-def test_redownload_refreshes_the_cached_file(server: Served, tmp_path: Path) -> None:
+def test_redownload_refreshes_the_cached_file(server: FileServer, tmp_path: Path) -> None:
     first = download_checkpoint(server.add("/w0.th", payload(500, seed=20)), tmp_path, keep=2, timeout=FAST)
     time.sleep(0.01)
     download_checkpoint(server.add("/w1.th", payload(500, seed=21)), tmp_path, keep=2, timeout=FAST)
@@ -357,7 +294,7 @@ def test_silent_peer_is_cut_by_the_deadline_before_any_read_timeout(silent_serve
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_fast_download_is_not_affected_by_tight_limits(server: Served, tmp_path: Path,
+def test_a_fast_download_is_not_affected_by_tight_limits(server: FileServer, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(STALL_S_ENV, "0.5")
     monkeypatch.setenv(DEADLINE_ENV, "5")
@@ -367,7 +304,7 @@ def test_a_fast_download_is_not_affected_by_tight_limits(server: Served, tmp_pat
 
 
 @pytest.mark.parametrize("name", [STALL_S_ENV, STALL_BYTES_ENV, MIN_RATE_ENV, DEADLINE_ENV])
-def test_bad_limit_setting_is_a_weights_error(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bad_limit_setting_is_a_weights_error(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               name: str) -> None:
     monkeypatch.setenv(name, "-3")
     with pytest.raises(WeightsError, match=name):
@@ -389,7 +326,7 @@ NOT_ALLOWED = "not an allowed host"
     "169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]",  # link-local: the metadata service
     "0.0.0.0", "[::]", "224.0.0.1", "[ff02::1]", "240.0.0.1", "255.255.255.255",  # unspecified, multicast, reserved
 ])
-def test_internal_addresses_are_refused_by_default(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_internal_addresses_are_refused_by_default(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    host: str) -> None:
     monkeypatch.delenv(ALLOWED_HOSTS_ENV)
     url = server.add("/weights.th", payload(100)).replace("127.0.0.1", host)
@@ -403,7 +340,7 @@ def test_internal_addresses_are_refused_by_default(server: Served, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
-def test_refusal_does_not_tell_open_closed_and_silent_ports_apart(server: Served, silent_server: str,
+def test_refusal_does_not_tell_open_closed_and_silent_ports_apart(server: FileServer, silent_server: str,
                                                                   tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Nor an internal address from a name that does not resolve (simulated: tests make no DNS queries)."""
@@ -430,7 +367,8 @@ def test_refusal_does_not_tell_open_closed_and_silent_ports_apart(server: Served
     assert NOT_ALLOWED in messages.pop()
 
 
-def test_allow_list_names_hosts_and_addresses(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_allow_list_names_hosts_and_addresses(server: FileServer, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     data = payload(300, seed=30)
     url = server.add("/w.th", data)
     by_name = url.replace("127.0.0.1", "localhost")
@@ -443,7 +381,7 @@ def test_allow_list_names_hosts_and_addresses(server: Served, tmp_path: Path, mo
     assert download_checkpoint(url, tmp_path, timeout=FAST).read_bytes() == data
 
 
-def test_bad_allow_list_entry_is_a_weights_error(server: Served, tmp_path: Path,
+def test_bad_allow_list_entry_is_a_weights_error(server: FileServer, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ALLOWED_HOSTS_ENV, "127.0.0.1, http://weights.example:8000")
     with pytest.raises(WeightsError, match=ALLOWED_HOSTS_ENV):
@@ -451,7 +389,7 @@ def test_bad_allow_list_entry_is_a_weights_error(server: Served, tmp_path: Path,
     assert server.hits == []
 
 
-def test_trusted_urls_are_not_guarded(server: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trusted_urls_are_not_guarded(server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``COG_WEIGHTS`` is deployment configuration: a weights store on an internal host is fine."""
     monkeypatch.delenv(ALLOWED_HOSTS_ENV)
     data = payload(200, seed=31)
@@ -459,39 +397,17 @@ def test_trusted_urls_are_not_guarded(server: Served, tmp_path: Path, monkeypatc
 
 
 @pytest.fixture()
-def second_loopback() -> Iterator[Served]:
-    """A server on 127.0.0.2 (another loopback address), serving nothing until a test adds files."""
-    state = Served()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            state.hits.append(self.path)
-            data = state.files.get(self.path, b"")
-            self.send_response(200 if self.path in state.files else 404)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    httpd = QuietServer(("127.0.0.2", 0), Handler)
-    state.base = f"http://127.0.0.2:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+def second_loopback() -> Iterator[FileServer]:
+    """A file server on 127.0.0.2 (another loopback address), serving nothing until a test adds files."""
+    with FileServer("127.0.0.2", validators=False) as peer:
+        yield peer
 
 
-def test_redirect_to_a_forbidden_host_is_refused(server: Served, second_loopback: Served, tmp_path: Path,
+def test_redirect_to_a_forbidden_host_is_refused(server: FileServer, second_loopback: FileServer, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     data = payload(400, seed=32)
     target = second_loopback.add("/weights.th", data)
-    server.redirects["/moved.th"] = target
+    server.redirect("/moved.th", target)
     with pytest.raises(InputError, match=NOT_ALLOWED) as info:
         download_checkpoint(server.base + "/moved.th", tmp_path, timeout=FAST)
     assert info.value.value == server.base + "/moved.th"
@@ -504,7 +420,7 @@ def test_redirect_to_a_forbidden_host_is_refused(server: Served, second_loopback
     assert second_loopback.hits == ["/weights.th"]
 
 
-def test_connection_goes_to_the_address_that_was_checked(server: Served, tmp_path: Path,
+def test_connection_goes_to_the_address_that_was_checked(server: FileServer, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """DNS rebinding: the name first resolves to an allowed address, then to a forbidden one. The host is
     resolved once per connection and that answer is connected to, so the later answer is never used."""

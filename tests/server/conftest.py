@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.cogserver import CogServer, ServerError, start_cog_server
-from fixtures.peers import Receiver
+from fixtures.peers import FileServer, Receiver
 
 StartServer = Callable[..., CogServer]
 
@@ -53,4 +53,11 @@ def cog_server(cog_servers: StartServer) -> CogServer:
 def receiver() -> Iterator[Receiver]:
     """A local webhook and upload receiver for the module."""
     with Receiver() as peer:
+        yield peer
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[FileServer]:
+    """A local file server for the module (inputs and weights given by URL)."""
+    with FileServer() as peer:
         yield peer

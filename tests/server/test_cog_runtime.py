@@ -19,15 +19,13 @@ from __future__ import annotations
 import gzip
 import time
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from fixtures.audio import SAMPLE_RATE, audio_bytes, sine
-from fixtures.peers import Receiver, SilentPort, _Peer
+from fixtures.peers import FileServer, Pace, Receiver, SilentPort
 
 if TYPE_CHECKING:
     from .conftest import StartServer
@@ -37,54 +35,20 @@ pytestmark = pytest.mark.server
 REMIX = {"prompt": "bossa nova", "seed": 0, "top_k": 50}
 
 
-class _SlowBody(_Peer):
-    """Serves ``body`` at any path, a few bytes every ``interval`` seconds, for at most ``seconds``."""
-
-    def __init__(self, body: bytes, *, interval: float = 0.25, seconds: float = 6.0,
-                 headers: dict[str, str] | None = None) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if interval == 0:
-                    self.wfile.write(body)
-                    return
-                deadline = time.monotonic() + seconds
-                for start in range(0, len(body), 16):
-                    if time.monotonic() > deadline:
-                        return  # hang up: the download ends, incomplete
-                    self.wfile.write(body[start:start + 16])
-                    self.wfile.flush()
-                    time.sleep(interval)
-
-        super().__init__(Handler)
-        self.url = f"{self.base}/song.wav"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as peer:
-        yield peer
-
-
 def test_a_trickling_input_holds_the_slot_and_a_cancel_waits_for_the_download(cog_servers: StartServer,
                                                                               receiver: Receiver) -> None:
     server = cog_servers("remix")
-    with _SlowBody(audio_bytes(sine(8.0, 16000), 16000), seconds=4.0) as slow:
+    with FileServer(validators=False) as slow:
+        url = slow.add("/song.wav", audio_bytes(sine(8.0, 16000), 16000),
+                       pace=Pace(chunk=16, interval=0.25, max_s=4.0))
         prediction_id = f"test-{uuid.uuid4().hex}"
         started = time.monotonic()
-        response = server.predict_async({**REMIX, "music_input": slow.url}, prediction_id=prediction_id,
+        response = server.predict_async({**REMIX, "music_input": url}, prediction_id=prediction_id,
                                         webhook=receiver.webhook_url)
         assert response.status_code == 202, response.text
         time.sleep(1.0)
         assert server.health()["status"] == "BUSY"
-        assert server.predict({**REMIX, "music_input": slow.url}, retry_busy=False).status_code == 409
+        assert server.predict({**REMIX, "music_input": url}, retry_busy=False).status_code == 409
         server.cancel(prediction_id)
         final = receiver.wait_terminal(prediction_id, timeout=60)
     # The cancel took effect only after the peer hung up (about 4 s in), not within a second of it.
@@ -128,8 +92,9 @@ def test_a_gzip_encoded_input_is_inflated_by_cog(cog_servers: StartServer) -> No
     silence = audio_bytes(np.zeros(60 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
     packed = gzip.compress(silence)
     assert len(packed) * 100 < len(silence)
-    with _SlowBody(packed, interval=0, headers={"Content-Encoding": "gzip"}) as peer:
-        body = server.predict({**REMIX, "music_input": peer.url}).json()
+    with FileServer(validators=False) as peer:
+        url = peer.add("/song.wav", packed, headers={"Content-Encoding": "gzip"})
+        body = server.predict({**REMIX, "music_input": url}).json()
     assert body["status"] == "failed"
     assert "silent" in body["error"], body["error"]  # the inflated audio reached the entrypoint
     assert server.wait_status("READY") == "READY"

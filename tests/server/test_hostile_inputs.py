@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,12 +96,6 @@ def remix_server(cog_servers: StartServer) -> CogServer:
 @pytest.fixture(scope="module")
 def servers(generate_server: CogServer, remix_server: CogServer) -> dict[str, CogServer]:
     return {"generate": generate_server, "remix": remix_server}
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as peer:
-        yield peer
 
 
 # ----------------------------------------------------------------------------------------------------

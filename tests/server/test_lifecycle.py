@@ -50,16 +50,15 @@ def test_the_last_requests_directory_is_removed_at_shutdown(server: CogServer) -
     assert server.process.returncode == 0
 
 
-def test_a_prediction_running_at_shutdown_leaves_no_directory(server: CogServer) -> None:
-    with Receiver() as receiver:
-        prediction_id = f"test-{uuid.uuid4().hex}"
-        response = server.predict_async({"prompt": "calm piano", "duration": 300, "seed": 0},
-                                        prediction_id=prediction_id, webhook=receiver.webhook_url)
-        assert response.status_code == 202, response.text
-        receiver.wait_for(prediction_id, lambda body: "steps" in (body.get("logs") or ""), timeout=30)
-        assert len(server.request_dirs()) == 1
-        shut_down(server)
-        assert server.request_dirs() == []
-        statuses = [hook.body["status"] for hook in receiver.hooks_for(prediction_id)]
+def test_a_prediction_running_at_shutdown_leaves_no_directory(server: CogServer, receiver: Receiver) -> None:
+    prediction_id = f"test-{uuid.uuid4().hex}"
+    response = server.predict_async({"prompt": "calm piano", "duration": 300, "seed": 0},
+                                    prediction_id=prediction_id, webhook=receiver.webhook_url)
+    assert response.status_code == 202, response.text
+    receiver.wait_for(prediction_id, lambda body: "steps" in (body.get("logs") or ""), timeout=30)
+    assert len(server.request_dirs()) == 1
+    shut_down(server)
+    assert server.request_dirs() == []
+    statuses = [hook.body["status"] for hook in receiver.hooks_for(prediction_id)]
     # Cog's part, recorded: no terminal status reaches the webhook (if this changes, update the README).
     assert not {"succeeded", "failed", "canceled"} & set(statuses), statuses

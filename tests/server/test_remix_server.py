@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,12 +42,6 @@ DETAILED_FILES = {"remix.wav", "instrumental.wav", "vocals.wav", "analysis.json"
 @pytest.fixture(scope="module")
 def remix_server(cog_servers: StartServer) -> CogServer:
     return cog_servers("remix")
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as peer:
-        yield peer
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +72,6 @@ def server(cog_servers: StartServer, weights_root: Path) -> CogServer:
 def guarded(cog_servers: StartServer) -> CogServer:
     """A server with the default address policy: no allow-list."""
     return cog_servers("generate", env={"MUSICGEN_REMIX_ALLOWED_HOSTS": ""})
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as peer:
-        yield peer
 
 
 @pytest.fixture(scope="module")

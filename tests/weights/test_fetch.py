@@ -1,23 +1,18 @@
-"""Downloader tests against a local HTTP server on 127.0.0.1 (Range, redirects, dropped connections), and
+"""Downloader tests against the local file server (Range, redirects, dropped connections), and
 the download core's deadline and stall rule against a trickling peer."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from fixtures.peers import TricklePeer
+from fixtures.peers import FileServer, TricklePeer
 from musicgen_remix.errors import WeightsError
 from musicgen_remix.weights import (
     Asset,
@@ -38,7 +33,6 @@ from musicgen_remix.weights.download import (
 )
 
 REV = "0123456789abcdef0123456789abcdef01234567"
-_RANGE_RE = re.compile(r"bytes=(\d+)-$")
 
 
 @pytest.fixture(autouse=True)
@@ -55,95 +49,13 @@ def _online(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(manifest.OFFLINE_ENV, raising=False)
 
 
-@dataclass
-class FakeServer:
-    """What the local server serves, how it misbehaves, and what it was asked."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    redirects: dict[str, str] = field(default_factory=dict)
-    drop_once: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before hanging up
-    fail_once: dict[str, int] = field(default_factory=dict)  # path -> status answered once
-    delay_s: dict[str, float] = field(default_factory=dict)
-    ignore_range: bool = False
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    base: str = ""
-
-    def add(self, path: str, data: bytes) -> str:
-        self.files[path] = data
-        return self.base + path
-
-    def gets(self, path: str) -> list[str | None]:
-        """The Range header of every request for ``path`` (None when absent)."""
-        return [rng for p, rng in self.requests if p == path]
-
-
-def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
-            path, rng = self.path, self.headers.get("Range")
-            state.requests.append((path, rng))
-            if path in state.delay_s:
-                time.sleep(state.delay_s[path])
-            if path in state.fail_once:
-                self.send_error(state.fail_once.pop(path))
-                return
-            if path in state.redirects:
-                self.send_response(302)
-                self.send_header("Location", state.redirects[path])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = state.files.get(path)
-            if data is None:
-                self.send_error(404)
-                return
-            match = _RANGE_RE.match(rng or "")
-            if match and not state.ignore_range:
-                start = int(match.group(1))
-                if start >= len(data):
-                    self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = data[start:]
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                body = data
-                self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            cut = state.drop_once.pop(path, None)
-            if cut is not None:
-                self.wfile.write(body[:cut])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            # The client may give up on purpose (a timeout test); nothing to report then.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-
-    return Handler
-
-
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    state = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[FileServer]:
+    with FileServer(validators=False) as peer:
+        yield peer
 
 
-def _manifest(tmp_path: Path, server: FakeServer, text: str) -> dict[str, Asset]:
+def _manifest(tmp_path: Path, server: FileServer, text: str) -> dict[str, Asset]:
     path = tmp_path / "manifest.toml"
     path.write_text(text, encoding="utf-8")
     return load_manifest(path, hf_endpoint=server.base)
@@ -151,7 +63,7 @@ def _manifest(tmp_path: Path, server: FakeServer, text: str) -> dict[str, Asset]
 
 def _url_asset(
     tmp_path: Path,
-    server: FakeServer,
+    server: FileServer,
     data: bytes,
     *,
     name: str = "blob",
@@ -177,7 +89,7 @@ def _payload(n: int, seed: int = 1) -> bytes:
     return bytes((i * 31 + seed) % 251 for i in range(n))
 
 
-def test_download_verifies_and_records_sidecar(tmp_path: Path, server: FakeServer) -> None:
+def test_download_verifies_and_records_sidecar(tmp_path: Path, server: FileServer) -> None:
     data = _payload(300_000)
     manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
     root = tmp_path / "root"
@@ -190,10 +102,10 @@ def test_download_verifies_and_records_sidecar(tmp_path: Path, server: FakeServe
     assert not (root / "sakemin" / "blob.th.part").exists()
 
 
-def test_resume_after_dropped_connection(tmp_path: Path, server: FakeServer) -> None:
+def test_resume_after_dropped_connection(tmp_path: Path, server: FileServer) -> None:
     data = _payload(5 * CHUNK_BYTES + 123)
     manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
-    server.drop_once["/files/blob.th"] = 2 * CHUNK_BYTES + 1000
+    server.drop_once("/files/blob.th", 2 * CHUNK_BYTES + 1000)
     root = tmp_path / "root"
     dest = root / "sakemin" / "blob.th"
     part = root / "sakemin" / "blob.th.part"
@@ -207,36 +119,36 @@ def test_resume_after_dropped_connection(tmp_path: Path, server: FakeServer) -> 
 
     fetch(["blob"], root, manifest=manifest, retries=0)
 
-    assert server.gets("/files/blob.th") == [None, f"bytes={kept}-"]
+    assert server.ranges("/files/blob.th") == [None, f"bytes={kept}-"]
     assert dest.read_bytes() == data
     assert not part.exists()
 
 
-def test_one_call_retries_and_resumes(tmp_path: Path, server: FakeServer) -> None:
+def test_one_call_retries_and_resumes(tmp_path: Path, server: FileServer) -> None:
     data = _payload(4 * CHUNK_BYTES)
     manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
-    server.drop_once["/files/blob.th"] = 2 * CHUNK_BYTES + 1000
+    server.drop_once("/files/blob.th", 2 * CHUNK_BYTES + 1000)
 
     (path,) = fetch(["blob"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
 
-    ranges = server.gets("/files/blob.th")
+    ranges = server.ranges("/files/blob.th")
     # Reads return whatever arrived, so the retry resumes after the last byte received, not the last whole chunk.
     assert ranges == [None, f"bytes={2 * CHUNK_BYTES + 1000}-"]
     assert path.read_bytes() == data
 
 
-def test_server_error_is_retried(tmp_path: Path, server: FakeServer) -> None:
+def test_server_error_is_retried(tmp_path: Path, server: FileServer) -> None:
     data = _payload(1000)
     manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
-    server.fail_once["/files/blob.th"] = 503
+    server.fail_once("/files/blob.th", 503)
 
     (path,) = fetch(["blob"], tmp_path / "root", manifest=manifest, retries=1, retry_wait_s=0)
 
-    assert len(server.gets("/files/blob.th")) == 2
+    assert len(server.ranges("/files/blob.th")) == 2
     assert path.read_bytes() == data
 
 
-def test_sha256_mismatch_deletes_download(tmp_path: Path, server: FakeServer) -> None:
+def test_sha256_mismatch_deletes_download(tmp_path: Path, server: FileServer) -> None:
     data = _payload(50_000)
     wrong = _sha(b"something else")
     manifest = _url_asset(tmp_path, server, data, sha256=wrong)
@@ -253,7 +165,7 @@ def test_sha256_mismatch_deletes_download(tmp_path: Path, server: FakeServer) ->
 
 
 @pytest.mark.parametrize("delta", [1, -1])
-def test_size_mismatch_deletes_download(tmp_path: Path, server: FakeServer, delta: int) -> None:
+def test_size_mismatch_deletes_download(tmp_path: Path, server: FileServer, delta: int) -> None:
     data = _payload(20_000)
     manifest = _url_asset(tmp_path, server, data, size=len(data) + delta)
     root = tmp_path / "root"
@@ -267,7 +179,7 @@ def test_size_mismatch_deletes_download(tmp_path: Path, server: FakeServer, delt
     assert not (root / "sakemin" / "blob.th.part").exists()
 
 
-def test_present_verified_files_are_not_downloaded_again(tmp_path: Path, server: FakeServer) -> None:
+def test_present_verified_files_are_not_downloaded_again(tmp_path: Path, server: FileServer) -> None:
     data = _payload(10_000)
     manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
     root = tmp_path / "root"
@@ -283,7 +195,7 @@ def test_present_verified_files_are_not_downloaded_again(tmp_path: Path, server:
     assert sidecar.read_text().split()[0] == _sha(data)
 
 
-def test_corrupted_present_file_is_downloaded_again(tmp_path: Path, server: FakeServer) -> None:
+def test_corrupted_present_file_is_downloaded_again(tmp_path: Path, server: FileServer) -> None:
     data = _payload(10_000)
     manifest = _url_asset(tmp_path, server, data, size=len(data), sha256=_sha(data))
     root = tmp_path / "root"
@@ -298,7 +210,7 @@ def test_corrupted_present_file_is_downloaded_again(tmp_path: Path, server: Fake
     assert path.read_bytes() == data
 
 
-def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: FakeServer) -> None:
+def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: FileServer) -> None:
     data = _payload(5_000)
     manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
     root = tmp_path / "root"
@@ -308,14 +220,14 @@ def test_complete_part_file_is_finished_on_416(tmp_path: Path, server: FakeServe
 
     (path,) = fetch(["blob"], root, manifest=manifest, retries=0)
 
-    assert server.gets("/files/blob.th") == [f"bytes={len(data)}-"]
+    assert server.ranges("/files/blob.th") == [f"bytes={len(data)}-"]
     assert path.read_bytes() == data
 
 
-def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server: FakeServer) -> None:
+def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server: FileServer) -> None:
     data = _payload(8_000)
     manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
-    server.ignore_range = True
+    server.honour_range = False
     root = tmp_path / "root"
     part = root / "sakemin" / "blob.th.part"
     part.parent.mkdir(parents=True)
@@ -326,7 +238,7 @@ def test_server_ignoring_range_restarts_from_zero(tmp_path: Path, server: FakeSe
     assert path.read_bytes() == data
 
 
-def test_unknown_name_lists_known_names(tmp_path: Path, server: FakeServer) -> None:
+def test_unknown_name_lists_known_names(tmp_path: Path, server: FileServer) -> None:
     manifest = _url_asset(tmp_path, server, b"x", name="alpha")
 
     with pytest.raises(WeightsError, match="known assets: alpha") as info:
@@ -336,9 +248,9 @@ def test_unknown_name_lists_known_names(tmp_path: Path, server: FakeServer) -> N
     assert server.requests == []
 
 
-def test_http_404_names_the_url(tmp_path: Path, server: FakeServer) -> None:
+def test_http_404_names_the_url(tmp_path: Path, server: FileServer) -> None:
     manifest = _url_asset(tmp_path, server, b"x")
-    del server.files["/files/blob.th"]
+    server.remove("/files/blob.th")
 
     with pytest.raises(WeightsError, match="HTTP 404") as info:
         fetch(["blob"], tmp_path / "root", manifest=manifest, retries=3, retry_wait_s=0)
@@ -347,21 +259,21 @@ def test_http_404_names_the_url(tmp_path: Path, server: FakeServer) -> None:
     assert len(server.requests) == 1  # a 404 is not retried
 
 
-def test_read_timeout_is_reported(tmp_path: Path, server: FakeServer) -> None:
+def test_read_timeout_is_reported(tmp_path: Path, server: FileServer) -> None:
     manifest = _url_asset(tmp_path, server, b"late")
-    server.delay_s["/files/blob.th"] = 1.0
+    server.delay("/files/blob.th", 1.0)
 
     with pytest.raises(WeightsError, match="Timeout"):
         fetch(["blob"], tmp_path / "root", manifest=manifest, retries=0, timeout=(2.0, 0.2))
 
 
-def test_hf_asset_in_hub_cache_layout_through_redirect(tmp_path: Path, server: FakeServer) -> None:
+def test_hf_asset_in_hub_cache_layout_through_redirect(tmp_path: Path, server: FileServer) -> None:
     huggingface_hub = pytest.importorskip("huggingface_hub")
     config, vocab = b'{"d_model": 8}', _payload(3_000)
     for filename, data in (("config.json", config), ("spiece.model", vocab)):
         blob = f"/cdn/{_sha(data)}"
         server.add(blob, data)
-        server.redirects[f"/t5-base/resolve/{REV}/{filename}"] = server.base + blob
+        server.redirect(f"/t5-base/resolve/{REV}/{filename}", server.base + blob)
     manifest = _manifest(
         tmp_path,
         server,
@@ -384,10 +296,10 @@ description = "text encoder"
     assert (cache / "models--t5-base" / "refs" / "main").read_text() == REV
     found = huggingface_hub.try_to_load_from_cache("t5-base", "spiece.model", cache_dir=cache)
     assert found is not None and Path(found).read_bytes() == vocab
-    assert server.gets(f"/t5-base/resolve/{REV}/config.json") == [None]
+    assert server.ranges(f"/t5-base/resolve/{REV}/config.json") == [None]
 
 
-def test_musicgen_asset_is_a_directory_of_release_files(tmp_path: Path, server: FakeServer) -> None:
+def test_musicgen_asset_is_a_directory_of_release_files(tmp_path: Path, server: FileServer) -> None:
     lm, codec = _payload(2_000, 3), _payload(1_000, 4)
     server.add(f"/facebook/musicgen-melody/resolve/{REV}/state_dict.bin", lm)
     server.add(f"/facebook/musicgen-melody/resolve/{REV}/compression_state_dict.bin", codec)
@@ -412,7 +324,7 @@ description = "melody"
     assert (path / "compression_state_dict.bin").read_bytes() == codec
 
 
-def test_progress_reports_every_byte(tmp_path: Path, server: FakeServer) -> None:
+def test_progress_reports_every_byte(tmp_path: Path, server: FileServer) -> None:
     data = _payload(3 * 1024 * 1024 + 17)
     manifest = _url_asset(tmp_path, server, data, size=len(data))
     calls: list[tuple[str, int, int | None]] = []
@@ -424,7 +336,7 @@ def test_progress_reports_every_byte(tmp_path: Path, server: FakeServer) -> None
     assert [done for _, done, _ in calls] == sorted(done for _, done, _ in calls)
 
 
-def test_list_assets_reports_disk_state(tmp_path: Path, server: FakeServer) -> None:
+def test_list_assets_reports_disk_state(tmp_path: Path, server: FileServer) -> None:
     data = _payload(4_000)
     manifest = _url_asset(tmp_path, server, data, sha256=_sha(data))
     root = tmp_path / "root"
@@ -454,7 +366,7 @@ def test_main_weights_fetch_fails_cleanly_on_unknown_name(
     assert "no-such-asset" in caplog.text and "musicgen-melody" in caplog.text
 
 
-def _prefixed_release(tmp_path: Path, server: FakeServer, lm: bytes, prefix: str) -> dict[str, Asset]:
+def _prefixed_release(tmp_path: Path, server: FileServer, lm: bytes, prefix: str) -> dict[str, Asset]:
     server.add(f"/facebook/musicgen-medium/resolve/{REV}/state_dict.bin", lm)
     server.add(f"/facebook/musicgen-medium/resolve/{REV}/compression_state_dict.bin", _payload(100, 5))
     return _manifest(tmp_path, server, f"""
@@ -468,7 +380,7 @@ description = "medium"
 """)
 
 
-def test_publisher_sha256_prefix_accepts_the_right_file(tmp_path: Path, server: FakeServer) -> None:
+def test_publisher_sha256_prefix_accepts_the_right_file(tmp_path: Path, server: FileServer) -> None:
     lm = _payload(5_000, 6)
     manifest = _prefixed_release(tmp_path, server, lm, _sha(lm)[:10])
     (path,) = fetch(["musicgen-medium"], tmp_path / "root", manifest=manifest, retries=0)
@@ -479,7 +391,7 @@ def test_publisher_sha256_prefix_accepts_the_right_file(tmp_path: Path, server: 
     assert len(server.requests) == before
 
 
-def test_publisher_sha256_prefix_refuses_another_file(tmp_path: Path, server: FakeServer) -> None:
+def test_publisher_sha256_prefix_refuses_another_file(tmp_path: Path, server: FileServer) -> None:
     lm = _payload(5_000, 7)
     manifest = _prefixed_release(tmp_path, server, lm, "fbc9f401db")
     with pytest.raises(WeightsError, match=r"expected fbc9f401db\.\.\., got " + _sha(lm)):
@@ -543,7 +455,7 @@ def test_each_retry_gets_its_own_deadline(tmp_path: Path, monkeypatch: pytest.Mo
 # -- when the weights cannot be had: at once, in one message, with the ways forward -------------------------
 
 
-def _two_assets(tmp_path: Path, server: FakeServer, first_url: str) -> dict[str, Asset]:
+def _two_assets(tmp_path: Path, server: FileServer, first_url: str) -> dict[str, Asset]:
     """``first`` from ``first_url``, ``second`` from the local server."""
     second = server.add("/files/second.th", _payload(1_000))
     return _manifest(tmp_path, server, f"""
@@ -568,7 +480,7 @@ def _assert_ways_forward(message: str, names: list[str]) -> None:
     assert ".part" not in message  # nothing was kept, so nothing is claimed
 
 
-def test_refused_connection_fails_at_once_naming_every_missing_asset(tmp_path: Path, server: FakeServer) -> None:
+def test_refused_connection_fails_at_once_naming_every_missing_asset(tmp_path: Path, server: FileServer) -> None:
     """A host that refuses is not retried for seconds (the default retries and waits are in force)."""
     with socket.socket() as bound:  # bound, never listening: connections to it are refused
         bound.bind(("127.0.0.1", 0))
@@ -588,7 +500,7 @@ def test_refused_connection_fails_at_once_naming_every_missing_asset(tmp_path: P
 
 
 def test_name_that_does_not_resolve_fails_at_once(
-    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: FileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lookups: list[str] = []
 
@@ -608,12 +520,12 @@ def test_name_that_does_not_resolve_fails_at_once(
 
 
 def test_a_dropped_transfer_is_still_retried_and_the_message_names_what_is_kept(
-    tmp_path: Path, server: FakeServer
+    tmp_path: Path, server: FileServer
 ) -> None:
     data = _payload(3 * CHUNK_BYTES)
     registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
-    server.drop_once["/files/blob.th"] = CHUNK_BYTES + 10
-    server.fail_once["/files/blob.th"] = 503  # answered first; then the drop, then nothing more is tried
+    server.drop_once("/files/blob.th", CHUNK_BYTES + 10)
+    server.fail_once("/files/blob.th", 503)  # answered first; then the drop, then nothing more is tried
     with pytest.raises(WeightsError, match="after 2 attempt") as info:
         fetch(["blob"], tmp_path / "root", manifest=registry, retries=1, retry_wait_s=0)
     kept = (tmp_path / "root" / "sakemin" / "blob.th.part").stat().st_size
@@ -624,7 +536,7 @@ def test_a_dropped_transfer_is_still_retried_and_the_message_names_what_is_kept(
 
 @pytest.mark.parametrize(("variable", "startup"), [("HF_HUB_OFFLINE", True), ("MUSICGEN_REMIX_OFFLINE", False)])
 def test_offline_setting_makes_no_connection(
-    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, variable: str, startup: bool
+    tmp_path: Path, server: FileServer, monkeypatch: pytest.MonkeyPatch, variable: str, startup: bool
 ) -> None:
     data = _payload(2_000)
     registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
@@ -644,7 +556,7 @@ def test_offline_setting_makes_no_connection(
 
 
 def test_offline_setting_still_serves_what_is_present(
-    tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, server: FileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = _payload(2_000)
     registry = _url_asset(tmp_path, server, data, sha256=_sha(data))
