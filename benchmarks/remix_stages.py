@@ -51,10 +51,10 @@ STAGES: dict[str, tuple[str, ...]] = {
     "recognize_chords": ("chords",),
     "parse_chord_progression": ("chords",),
     "generate_windows": ("generate",),
-    "decode": ("decode",),
+    "render": ("decode",),
     "sync_to_reference": ("beat sync",),
     "mix_vocals": ("mix + write",),
-    "normalize": ("mix + write",),
+    "deliver": ("mix + write",),
     "write_audio": ("mix + write",),
 }
 ORDER = ("read", "separate", "beats", "chords", "generate", "decode", "beat sync", "mix + write", "other")

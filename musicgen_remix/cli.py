@@ -19,9 +19,12 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from musicgen_remix.errors import InputError, MusicgenRemixError
+
+if TYPE_CHECKING:
+    from musicgen_remix.audio import OutputFormat
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,13 +104,12 @@ def _run_generate(args: argparse.Namespace) -> int:
     from musicgen_remix.service import GenerateService
 
     fmt = audio_format(args.output, "--output", args.output_format)
-    request = _request(GenerateRequest, args, output_format=fmt)
-    check_request(request)  # before any model is loaded (or, on a first run, downloaded)
-    version = "melody" if request.model_version == "default" else request.model_version
+    job = check_request(_request(GenerateRequest, args, output_format=fmt))  # before any model is loaded
+    version = "melody" if job.model_version == "default" else job.model_version
     service = GenerateService(args.weights, default_version=version,
-                              assets=("mbd",) if request.multi_band_diffusion else ())
+                              assets=("mbd",) if job.shared.multi_band_diffusion else ())
     with _workdir() as work, _Bar() as bar:
-        result = service.predict(request, work, Progress(report=bar))
+        result = service.run(job, work, Progress(report=bar))
         target = _deliver(result.path, args.output)
     logger.info("%s: %.2f s, %d ch, %d Hz, model %s, seed %d", target, result.seconds, result.channels,
                 result.sample_rate, result.model, result.seed)
@@ -173,14 +175,13 @@ def _run_remix(args: argparse.Namespace) -> int:
         file_format(args.analysis, "--analysis", ("json",))
     if args.plot is not None:
         file_format(args.plot, "--plot", PLOT_FORMATS)
-    request = _request(RemixRequest, args, output_format=fmt)
-    check_remix_request(request)  # before any model is loaded (or, on a first run, downloaded)
+    job = check_remix_request(_request(RemixRequest, args, output_format=fmt))  # before any model is loaded
     extras = any(x is not None for x in (args.instrumental, args.vocals, args.analysis, args.plot))
-    service = RemixService(default_version=args.model_version,
-                           assets=("mbd",) if request.multi_band_diffusion else ())
+    service = RemixService(default_version=job.model_version,
+                           assets=("mbd",) if job.shared.multi_band_diffusion else ())
     with _workdir() as work, _Bar() as bar:
         # Stems are written lossless and converted on delivery: an mp3 round trip would shift them in time.
-        result = service.predict(request, work, Progress(report=bar), extras=extras, extras_format="wav")
+        result = service.run(job, work, Progress(report=bar), extras=extras, extras_format="wav")
         target = _deliver(result.mix, args.output)
         for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals)):
             if dest is not None and path is not None:
@@ -246,7 +247,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
                                      target_duration=reference.duration, reference=reference,
                                      reference_beats=ref_beats.times)
-    path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)  # type: ignore[arg-type]
+    path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)
     if plan.skipped:
         logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
     else:
@@ -293,7 +294,7 @@ def file_format(path: Path, flag: str, formats: Sequence[str]) -> str:
     return suffix
 
 
-def audio_format(path: Path, flag: str, requested: str | None) -> str:
+def audio_format(path: Path, flag: str, requested: str | None) -> OutputFormat:
     """The audio format of an output path: its suffix decides; ``--output-format``, if given, must agree."""
     from musicgen_remix.audio import OUTPUT_FORMATS
 
@@ -301,7 +302,7 @@ def audio_format(path: Path, flag: str, requested: str | None) -> str:
     if requested is not None and requested != suffix:
         raise InputError("--output-format", requested, f"the format {flag} {path.name} names ({suffix}), or no "
                                                        "--output-format at all")
-    return suffix
+    return cast("OutputFormat", suffix)
 
 
 def _deliver(path: Path, dest: Path) -> Path:
@@ -318,7 +319,7 @@ def _deliver_audio(path: Path, dest: Path) -> Path:
     if fmt == path.suffix.lstrip("."):
         return _deliver(path, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return write_audio(dest, read_audio(path), fmt=fmt)  # type: ignore[arg-type]
+    return write_audio(dest, read_audio(path), fmt=fmt)
 
 
 def _deliver_plot(path: Path, dest: Path) -> Path:

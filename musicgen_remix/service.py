@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from musicgen_remix.engine.fastlm import warm_up
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import InputError, WeightsError
-from musicgen_remix.generate import GenerateRequest, GenerateResult, check_request, run_generate
+from musicgen_remix.generate import GenerateJob, GenerateRequest, GenerateResult, check_request, run_generate
 from musicgen_remix.models.hub import use_weights_root
 from musicgen_remix.models.remote import FIELD as WEIGHTS_FIELD
 from musicgen_remix.models.remote import UrlMemo, check_url, download_checkpoint
@@ -22,8 +22,9 @@ from musicgen_remix.models.store import CHORD_RELEASES, RELEASES, SUPPORT_ASSETS
 from musicgen_remix.weights.manifest import WEIGHTS_ENV, weights_root
 
 if TYPE_CHECKING:
+    from musicgen_remix.audio import OutputFormat
     from musicgen_remix.remix.pipeline import RemixResult
-    from musicgen_remix.remix.request import RemixRequest
+    from musicgen_remix.remix.request import RemixJob, RemixRequest
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +86,17 @@ class GenerateService(_Service):
         logger.info("ready: default model %s%s on %s", self.default.info.name, source, self.device)
 
     def predict(self, req: GenerateRequest, out_dir: Path, progress: Progress | None = None) -> GenerateResult:
-        check_request(req)
-        loaded = self._model_for(req)
-        return run_generate(req, loaded, self.store, out_dir, progress)
+        """Check the request (once), then :meth:`run` it."""
+        return self.run(check_request(req), out_dir, progress)
 
-    def _model_for(self, req: GenerateRequest) -> Loaded:
-        if req.replicate_weights and req.replicate_weights.strip():
-            url = check_url(req.replicate_weights)
+    def run(self, job: GenerateJob, out_dir: Path, progress: Progress | None = None) -> GenerateResult:
+        """Generate a checked request with the model it asks for (the default, a release or a fine-tune)."""
+        loaded = self._model_for(job)
+        return run_generate(job, loaded, self.store, out_dir, progress)
+
+    def _model_for(self, job: GenerateJob) -> Loaded:
+        if job.replicate_weights is not None:
+            url = check_url(job.replicate_weights)
             path = download_checkpoint(url, self.root / ".cache" / "replicate_weights", memo=self.weights_memo)
             try:
                 # Downloads are content-addressed (<sha256>.th): the name is the cache key.
@@ -102,9 +107,9 @@ class GenerateService(_Service):
                 self.weights_memo.forget(url)
                 path.unlink(missing_ok=True)
                 raise InputError(WEIGHTS_FIELD, url, f"a fine-tuned MusicGen checkpoint ({exc})") from None
-        if req.model_version in ("default", None):
+        if job.model_version == "default":
             return self.default
-        return self.store.release(req.model_version)
+        return self.store.release(job.model_version)
 
     def _load_default(self, weights: str | Path | None) -> Loaded:
         if weights is None or str(weights).strip() == "":
@@ -137,11 +142,17 @@ class RemixService(_Service):
         logger.info("ready: remix with %s on %s", default_version, self.device)
 
     def predict(self, req: RemixRequest, out_dir: Path, progress: Progress | None = None, *,
-                extras: bool = False, extras_format: str | None = None) -> RemixResult:
-        from musicgen_remix.remix.pipeline import run_remix
+                extras: bool = False, extras_format: OutputFormat | None = None) -> RemixResult:
+        """Check the request (once), then :meth:`run` it."""
         from musicgen_remix.remix.request import check_remix_request
 
-        check_remix_request(req)
-        loaded = self.store.chord(req.model_version)
-        return run_remix(req, loaded, self.store, self.separator, out_dir, progress, extras=extras,
+        return self.run(check_remix_request(req), out_dir, progress, extras=extras, extras_format=extras_format)
+
+    def run(self, job: RemixJob, out_dir: Path, progress: Progress | None = None, *,
+            extras: bool = False, extras_format: OutputFormat | None = None) -> RemixResult:
+        """Remix a checked request with the chord model it names."""
+        from musicgen_remix.remix.pipeline import run_remix
+
+        loaded = self.store.chord(job.model_version)
+        return run_remix(job, loaded, self.store, self.separator, out_dir, progress, extras=extras,
                          extras_format=extras_format)

@@ -1,16 +1,18 @@
 """The inputs both entrypoints share (decoding, normalization, sampling, output, seed), declared once.
 
 Each entrypoint's request dataclass extends :class:`SharedInputs`; the Cog inputs and the CLI flags read
-their defaults from those dataclasses (:func:`input_defaults`).
+their defaults from those dataclasses (:func:`input_defaults`). A request is what a caller sent (any
+values); :meth:`SharedInputs.check_shared` turns the shared part into :class:`Shared`, the checked form the
+pipelines take: typed, in range, the seed resolved (drawn once when the caller left it random).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
-from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES
+from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES, OutputFormat, Strategy
 from musicgen_remix.engine.sampling import CFG_DEFAULT, TEMPERATURE_DEFAULT, TOP_K_DEFAULT, TOP_P_DEFAULT, Sampling
 from musicgen_remix.engine.seeding import resolve_seed
 from musicgen_remix.errors import InputError
@@ -40,6 +42,17 @@ def clean_prompt(prompt: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Shared:
+    """The shared inputs of a request, checked: what both pipelines take."""
+
+    sampling: Sampling
+    normalization: Strategy
+    output_format: OutputFormat
+    seed: int  # resolved: the caller's, or the one drawn for this request
+    multi_band_diffusion: bool
+
+
+@dataclass(frozen=True)
 class SharedInputs:
     multi_band_diffusion: bool = False
     normalization_strategy: str = "loudness"
@@ -54,15 +67,22 @@ class SharedInputs:
     def sampling(self) -> Sampling:
         return Sampling(self.top_k, self.top_p, self.temperature, self.classifier_free_guidance)
 
-    def check_shared(self) -> None:
-        """Checks that need no model (the sampling ranges that depend on the model: ``Sampling.check``)."""
+    def check_shared(self) -> Shared:
+        """The checks that need no model (the codebook size is checked against the model: ``Sampling.check``).
+
+        Raises:
+            InputError: naming the first input that is out of its range or not one of its choices.
+        """
         if self.normalization_strategy not in STRATEGIES:
             raise InputError("normalization_strategy", self.normalization_strategy,
                              f"one of {', '.join(STRATEGIES)}")
         if self.output_format not in OUTPUT_FORMATS:
             raise InputError("output_format", self.output_format, f"one of {', '.join(OUTPUT_FORMATS)}")
-        self.sampling.check_ranges()
-        resolve_seed(self.seed)  # range check only; the seed is drawn when generation starts
+        sampling = self.sampling
+        sampling.check_ranges()
+        return Shared(sampling=sampling, normalization=cast(Strategy, self.normalization_strategy),
+                      output_format=cast(OutputFormat, self.output_format), seed=resolve_seed(self.seed),
+                      multi_band_diffusion=bool(self.multi_band_diffusion))
 
 
 def input_defaults(cls: type[Any]) -> dict[str, object]:

@@ -42,16 +42,17 @@ class Progress:
 def log_progress(every_s: float = 2.0) -> ProgressFn:
     """A reporter for logs: the first and last step of each stage, and a line at most every ``every_s``
     seconds in between, with the time left at the stage's pace so far."""
-    state: dict[str, object] = {"stage": None, "started": 0.0, "last": 0.0}
+    stage_now: list[str | None] = [None]
+    started = [0.0]
+    last = [0.0]
 
     def report(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
-        if stage != state["stage"]:
-            state.update(stage=stage, started=now, last=0.0)
-        if done <= 1 or done >= total or now - float(state["last"]) >= every_s:  # type: ignore[arg-type]
-            state["last"] = now
-            elapsed = now - float(state["started"])  # type: ignore[arg-type]
-            left = f", about {elapsed / done * (total - done):.0f} s left" if 1 < done < total else ""
+        if stage != stage_now[0]:
+            stage_now[0], started[0], last[0] = stage, now, 0.0
+        if done <= 1 or done >= total or now - last[0] >= every_s:
+            last[0] = now
+            left = f", about {(now - started[0]) / done * (total - done):.0f} s left" if 1 < done < total else ""
             logger.info("%s: %d/%d steps%s", stage, done, total, left)
 
     return report

@@ -133,27 +133,40 @@ class SyncPlan:
         }
 
 
+def check_threshold(value: float | None) -> float | None:
+    """The ``beat_sync_threshold`` input checked: seconds, or None for the automatic threshold.
+
+    None or -1 ask for the automatic threshold (see :func:`resolve_threshold`).
+
+    Raises:
+        InputError: naming ``beat_sync_threshold`` for 0, other negative values, NaN or infinity.
+    """
+    if value is None or value == _AUTO:
+        return None
+    if isinstance(value, bool) or not (math.isfinite(value) and value > 0):
+        raise InputError(
+            "beat_sync_threshold", value, "a positive number of seconds, or -1 / None for 1.1 beats of the song"
+        )
+    return float(value)
+
+
 def resolve_threshold(value: float | None, bpm: float | None) -> float:
-    """The beat-sync threshold in seconds for the ``beat_sync_threshold`` input.
+    """The beat-sync threshold in seconds for a ``beat_sync_threshold`` input (checked by :func:`check_threshold`).
 
     None or -1 ask for the automatic threshold, ``1.1 * 60 / bpm`` (1.1 beats of the song). When the song's
     tempo is unknown too (None, not finite or not positive, e.g. too little audio to track), the seed's
     default of 0.75 s is used: 1.1 beats at 88 bpm, which tolerates a beat-sized error for most tempi.
 
     Raises:
-        InputError: naming ``beat_sync_threshold`` for 0, other negative values, NaN or infinity.
+        InputError: as :func:`check_threshold`.
     """
-    if value is None or value == _AUTO:
-        if bpm is not None and math.isfinite(bpm) and bpm > 0:
-            return AUTO_THRESHOLD_BEATS * 60.0 / bpm
-        logger.info("song tempo unknown (bpm=%s): beat sync threshold %.2f s", bpm, DEFAULT_THRESHOLD_S)
-        return DEFAULT_THRESHOLD_S
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(
-            "beat_sync_threshold", value, "a positive number of seconds, or -1 / None for 1.1 beats of the song"
-        )
-    return float(value)
-
+    checked = check_threshold(value)
+    if checked is not None:
+        return checked
+    if bpm is not None and math.isfinite(bpm) and bpm > 0:
+        return AUTO_THRESHOLD_BEATS * 60.0 / bpm
+    logger.info("song tempo unknown (bpm=%s): beat sync threshold %.2f s", bpm, DEFAULT_THRESHOLD_S)
+    return DEFAULT_THRESHOLD_S
 
 
 def plan_sync(

@@ -1,7 +1,8 @@
 """The remix pipeline: separate once, analyse, generate over the song's chords, beat-sync, mix back.
 
 Each step is a small module of its own; this one reads as the list of steps. Everything is written into
-the caller's per-request directory.
+the caller's per-request directory. The mirror image of :mod:`musicgen_remix.generate.pipeline`: a checked
+job in, numbered steps, the shared tail (:mod:`musicgen_remix.engine.take`) out.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from musicgen_remix.analysis.beats import track_beats
 from musicgen_remix.analysis.chords import parse_chord_progression, recognize_chords
 from musicgen_remix.analysis.chroma import chords_to_chroma
 from musicgen_remix.analysis.summary import Analysis
-from musicgen_remix.audio import Audio, integrated_loudness, normalize, read_audio, write_audio
-from musicgen_remix.engine.decode import decode
+from musicgen_remix.audio import Audio, OutputFormat, integrated_loudness, read_audio, write_audio
+from musicgen_remix.audio.tags import Provenance
 from musicgen_remix.engine.progress import Progress
-from musicgen_remix.engine.seeding import apply_seed, resolve_seed
+from musicgen_remix.engine.seeding import apply_seed
+from musicgen_remix.engine.take import deliver, render
 from musicgen_remix.engine.tokens import generate_windows
 from musicgen_remix.errors import AudioError
 from musicgen_remix.remix.beatsync import SyncPlan, resolve_threshold, sync_to_reference
 from musicgen_remix.remix.mix import MixReport, mix_vocals
 from musicgen_remix.remix.plot import plot_remix
-from musicgen_remix.remix.request import SONG_MAX_S, SONG_MIN_S, RemixRequest, check_remix_request
+from musicgen_remix.remix.request import SONG_MAX_S, SONG_MIN_S, RemixJob
 from musicgen_remix.remix.separate import Separator
 
 if TYPE_CHECKING:
@@ -56,21 +58,26 @@ class RemixResult:
     generated_downbeats: list[float] = field(default_factory=list)
 
 
-def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: Separator, out_dir: Path,
-              progress: Progress | None = None, *, extras: bool = False, extras_format: str | None = None
+RECORDED_INPUTS = ("beat_sync_threshold", "chroma_coefficient", "multi_band_diffusion", "normalization_strategy",
+                   "top_k", "top_p", "temperature", "classifier_free_guidance", "model_version", "large_chord_voca",
+                   "chords")
+
+
+def run_remix(job: RemixJob, loaded: Loaded, store: ModelStore, separator: Separator, out_dir: Path,
+              progress: Progress | None = None, *, extras: bool = False, extras_format: OutputFormat | None = None
               ) -> RemixResult:
-    """Remix ``req.music_input``; with ``extras`` also write the instrumental, vocals, analysis and plot.
+    """Remix ``job.music_input``; with ``extras`` also write the instrumental, vocals, analysis and plot.
 
     ``extras_format`` is the audio format of the instrumental and vocals (default: the mix's).
     """
     from musicgen_remix.models.chord import chord_attributes, chord_conditioner, chroma_window
 
     progress = progress or Progress()
-    # 1. Check the inputs, then read the song.
-    prompt = check_remix_request(req)
-    req.sampling.check(loaded.info.card)
+    shared = job.shared
+    # 1. What depends on the model and the audio: the codebook, the chord conditioner, the song.
+    shared.sampling.check(loaded.info.card)
     conditioner = chord_conditioner(loaded.model)
-    song = read_song(req.music_input)  # type: ignore[arg-type]
+    song = read_song(job.music_input)
     progress.check()
     # 2. Separate once; every later stage reuses these stems.
     stems = separator.separate(song, progress)
@@ -78,49 +85,50 @@ def run_remix(req: RemixRequest, loaded: Loaded, store: ModelStore, separator: S
     # 3. Beats, downbeats and tempo of the song.
     beats = track_beats(song)
     # 4. Chords: the caller's progression, or recognised on the drumless mix.
-    written = bool(req.chords and req.chords.strip())
-    if written:
-        chords = parse_chord_progression(req.chords, beats.downbeats, song.duration)  # type: ignore[arg-type]
+    written = job.chords is not None
+    if job.chords is not None:
+        chords = parse_chord_progression(job.chords, beats.downbeats, song.duration)
     else:
-        chords = recognize_chords(stems.drumless, large_vocabulary=req.large_chord_voca, beats=beats.times)
+        chords = recognize_chords(stems.drumless, large_vocabulary=job.large_chord_voca, beats=beats.times)
     analysis = Analysis.from_results(song.duration, song.sample_rate, beats, chords)
     _log_analysis(analysis)
     progress.check()
     # 5. Generate an instrumental for the whole song over its chords (windowed, chroma advancing).
-    seed = resolve_seed(req.seed)
-    apply_seed(seed)
-    description = prompt_with_tempo(prompt, beats.bpm)
+    apply_seed(shared.seed)
+    description = prompt_with_tempo(job.prompt, beats.bpm)
     spec = conditioner.spec
     # Recognised chords are denoised as MusicGen-Chord's own extractor did; written ones are kept as written.
     chroma = torch.from_numpy(chords_to_chroma(chords, song.duration, spec.frame_rate, denoise=not written))
-    coefficient = float(req.chroma_coefficient)
-    model = loaded.model
     tokens = generate_windows(
-        model, lambda offset, _windowed: chord_attributes(description, chroma_window(chroma, offset, spec),
-                                                          coefficient),
-        duration=song.duration, sampling=req.sampling, progress=progress)
-    mbd = store.mbd() if req.multi_band_diffusion else None
-    generated = Audio(decode(model, tokens, mbd=mbd, progress=progress)[0].float().cpu(), model.sample_rate)
-    progress.check()
+        loaded.model, lambda offset, _windowed: chord_attributes(description, chroma_window(chroma, offset, spec),
+                                                                 job.chroma_coefficient),
+        duration=song.duration, sampling=shared.sampling, progress=progress)
+    generated = render(loaded.model, tokens, mbd=store.mbd() if shared.multi_band_diffusion else None,
+                       progress=progress)
     # 6. Beat sync: the instrumental's bars onto the song's (aligned on downbeats and on the drumless mix's
     #    chords, kept unstretched when that measures better against the song).
     generated_beats = track_beats(generated)
-    threshold = resolve_threshold(req.beat_sync_threshold, beats.bpm)
+    threshold = resolve_threshold(job.beat_sync_threshold, beats.bpm)
     synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
                                      target_duration=song.duration, reference=song, reference_harmony=stems.drumless,
                                      reference_beats=beats.times)
-    # 7. Mix the vocals back at the song's balance, normalise, write.
+    # 7. Mix the vocals back at the song's balance; normalise and write, with what made it.
     mixed = mix_vocals(synced, stems.vocal, stems.accompaniment)
-    rate = mixed.mix.sample_rate
-    out = normalize(mixed.mix.wav, rate, req.normalization_strategy)  # type: ignore[arg-type]
-    fmt = req.output_format
-    mix_path = write_audio(out_dir / f"remix.{fmt}", out, rate, fmt=fmt)  # type: ignore[arg-type]
-    result = RemixResult(mix=mix_path, seed=seed, analysis=analysis, sync=plan, mixing=mixed.report,
+    provenance = _provenance(job, loaded.info.name)
+    mix_path = deliver(mixed.mix, shared, out_dir, "remix", provenance)
+    result = RemixResult(mix=mix_path, seed=shared.seed, analysis=analysis, sync=plan, mixing=mixed.report,
                          generated_downbeats=[float(t) for t in generated_beats.downbeats])
     if extras:
-        result = _write_extras(result, req, out_dir, song, mixed.instrumental, stems.vocal, plan, threshold,
-                               extras_format or req.output_format)
+        result = _write_extras(result, job, out_dir, song, mixed.instrumental, stems.vocal, plan, threshold,
+                               extras_format or shared.output_format, provenance)
     return result
+
+
+def _provenance(job: RemixJob, model: str) -> Provenance:
+    """The take's record: the inputs that shaped it (the song by file name only)."""
+    inputs: dict[str, object] = {name: getattr(job.request, name) for name in RECORDED_INPUTS}
+    inputs["music_input"] = job.music_input.name
+    return Provenance("remix", job.prompt, job.shared.seed, model, inputs)
 
 
 def prompt_with_tempo(prompt: str, bpm: float | None) -> str:
@@ -149,13 +157,15 @@ def _log_analysis(analysis: Analysis) -> None:
                 + (" ..." if len(analysis.chords) > 64 else ""))
 
 
-def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: Audio, instrumental: Audio,
-                  vocals: Audio, plan: SyncPlan, threshold: float, fmt: str) -> RemixResult:
+def _write_extras(result: RemixResult, job: RemixJob, out_dir: Path, song: Audio, instrumental: Audio,
+                  vocals: Audio, plan: SyncPlan, threshold: float, fmt: OutputFormat,
+                  provenance: Provenance) -> RemixResult:
     # The stems as they are in the mix (same rate, channels and gains).
+    tags = provenance.tags()
     inst_path = write_audio(out_dir / f"instrumental.{fmt}", instrumental.wav.clamp(-1, 1), instrumental.sample_rate,
-                            fmt=fmt)  # type: ignore[arg-type]
-    vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate,
-                             fmt=fmt)  # type: ignore[arg-type]
+                            fmt=fmt, tags=tags)
+    vocal_path = write_audio(out_dir / f"vocals.{fmt}", vocals.wav.clamp(-1, 1), vocals.sample_rate, fmt=fmt,
+                             tags=tags)
     report = {"analysis": result.analysis.to_json(), "seed": result.seed,
               "sync": {"threshold_s": threshold, **plan.report()},
               "generated_downbeats": result.generated_downbeats,
@@ -169,7 +179,7 @@ def _write_extras(result: RemixResult, req: RemixRequest, out_dir: Path, song: A
                            song_downbeats=result.analysis.downbeats, generated_downbeats=result.generated_downbeats,
                            synced_downbeats=synced_downbeats,
                            chords=[(c.start, c.end, c.label) for c in result.analysis.chords],
-                           title=f"remix: {req.prompt}"[:100])
+                           title=f"remix: {job.prompt}"[:100])
     return dataclasses.replace(result, instrumental=inst_path, vocals=vocal_path, analysis_json=json_path,
                                plot=plot_path)
 

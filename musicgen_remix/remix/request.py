@@ -1,18 +1,20 @@
 """Every input of the remix entrypoint, with its default (read by Cog, the CLI and the library), and the
-checks that need no model or audio."""
+one check that turns a request into a :class:`RemixJob` before any model or audio is touched."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast, get_args
 
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
-from musicgen_remix.engine.inputs import SharedInputs, check_text, clean_prompt, input_defaults
+from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
-from musicgen_remix.remix.beatsync import resolve_threshold
+from musicgen_remix.remix.beatsync import check_threshold
 
-CHORD_VERSIONS = ("chord", "stereo-chord", "chord-large", "stereo-chord-large")
+ChordVersion = Literal["chord", "stereo-chord", "chord-large", "stereo-chord-large"]
+CHORD_VERSIONS: tuple[str, ...] = get_args(ChordVersion)
 SONG_MIN_S = 5.0
 SONG_MAX_S = 300.0
 CHORDS_MAX_CHARS = 1000
@@ -31,26 +33,47 @@ class RemixRequest(SharedInputs):
     chords: str | None = None
 
 
+@dataclass(frozen=True)
+class RemixJob:
+    """A remix request checked once: typed, in range, what the pipeline takes."""
+
+    prompt: str  # whitespace collapsed
+    music_input: Path
+    beat_sync_threshold: float | None  # seconds; None: 1.1 beats of the song, once its tempo is known
+    chroma_coefficient: float
+    model_version: ChordVersion
+    large_chord_voca: bool
+    chords: str | None  # a progression whose every name is known; None: recognise the song's chords
+    shared: Shared
+    request: RemixRequest  # what the caller sent, for the provenance record
+
+
 def remix_defaults() -> dict[str, object]:
     return input_defaults(RemixRequest)
 
 
-def check_remix_request(req: RemixRequest) -> str:
-    """Raise :class:`InputError` for inputs that cannot work; returns the cleaned prompt."""
+def check_remix_request(req: RemixRequest) -> RemixJob:
+    """Every check that needs no model or audio, once.
+
+    Raises:
+        InputError: naming the first input that cannot work, its value and what is allowed.
+    """
     prompt = clean_prompt(req.prompt)
     if prompt is None:
         raise InputError("prompt", req.prompt, "a description of the new arrangement, e.g. 'bossa nova, "
                                                "nylon guitar'")
     if req.music_input is None:
         raise InputError("music_input", None, "an audio file of the song to remix")
-    req.check_shared()
+    shared = req.check_shared()
     if req.model_version not in CHORD_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
-    check_chroma_coefficient(req.chroma_coefficient)
-    resolve_threshold(req.beat_sync_threshold, bpm=None)  # range check; the song's tempo comes later
-    if req.chords is not None:
-        check_text("chords", req.chords, CHORDS_MAX_CHARS)
-    if req.chords is not None and req.chords.strip():
+    coefficient = check_chroma_coefficient(req.chroma_coefficient)
+    threshold = check_threshold(req.beat_sync_threshold)
+    chords = None
+    if req.chords is not None and check_text("chords", req.chords, CHORDS_MAX_CHARS).strip():
         # The chord names, checked before any audio work (laying them over the bars needs the downbeats).
         parse_chord_progression(req.chords, (), DEFAULT_BAR_SECONDS)
-    return prompt
+        chords = req.chords
+    return RemixJob(prompt=prompt, music_input=req.music_input, beat_sync_threshold=threshold,
+                    chroma_coefficient=coefficient, model_version=cast(ChordVersion, req.model_version),
+                    large_chord_voca=bool(req.large_chord_voca), chords=chords, shared=shared, request=req)

@@ -107,13 +107,13 @@ def spies() -> Iterator[Spies]:
     """Count demucs runs, record the descriptions and decoders generation gets, for the whole module."""
     import demucs.apply
 
+    import musicgen_remix.engine.take as take
     import musicgen_remix.models.chord as chord_module
-    import musicgen_remix.remix.pipeline as pipeline
 
     spies = Spies()
     apply_model = demucs.apply.apply_model
     chord_attributes = chord_module.chord_attributes
-    decode = pipeline.decode
+    decode = take.decode
     depth = 0
 
     def counting_apply_model(*args: Any, **kwargs: Any) -> Any:
@@ -137,7 +137,7 @@ def spies() -> Iterator[Spies]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(demucs.apply, "apply_model", counting_apply_model)
         patch.setattr(chord_module, "chord_attributes", recording_chord_attributes)
-        patch.setattr(pipeline, "decode", recording_decode)
+        patch.setattr(take, "decode", recording_decode)
         yield spies
 
 

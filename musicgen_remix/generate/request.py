@@ -1,0 +1,88 @@
+"""Every input of the generate entrypoint, with its default (read by Cog, the CLI and the library), and the
+one check that turns a request into a :class:`GenerateJob` before any model or audio is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast, get_args
+
+from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
+from musicgen_remix.errors import InputError
+
+DURATION_MAX_S = 300  # windowed continuation beyond the 30 s window, up to 5 minutes
+REPLICATE_WEIGHTS_MAX_CHARS = 2000
+ModelVersion = Literal["default", "melody", "stereo-melody", "melody-large", "stereo-melody-large",
+                       "small", "medium", "large"]
+MODEL_VERSIONS: tuple[str, ...] = get_args(ModelVersion)
+
+
+@dataclass(frozen=True)
+class GenerateRequest(SharedInputs):
+    """Every input of the generate entrypoint as a caller sent it, with its default."""
+
+    prompt: str | None = None
+    input_audio: Path | None = None
+    duration: int = 8
+    continuation: bool = False
+    continuation_start: int = 0
+    continuation_end: int | None = None
+    model_version: str = "default"
+    replicate_weights: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerateJob:
+    """A generate request checked once: typed, in range, what the pipeline takes."""
+
+    prompt: str | None  # whitespace collapsed; None when blank
+    input_audio: Path | None
+    duration: int
+    continuation: bool
+    start_s: float  # the part of input_audio used
+    end_s: float | None  # None: to the end of the file
+    model_version: ModelVersion
+    replicate_weights: str | None  # None when blank
+    shared: Shared
+    request: GenerateRequest  # what the caller sent, for the provenance record
+
+
+def defaults() -> dict[str, object]:
+    """Field name -> default, for the Cog inputs and the CLI flags."""
+    return input_defaults(GenerateRequest)
+
+
+def check_request(req: GenerateRequest) -> GenerateJob:
+    """Every check that needs no model or audio, once.
+
+    Raises:
+        InputError: naming the first input that cannot work, its value and what is allowed.
+    """
+    prompt = clean_prompt(req.prompt)
+    if prompt is None and req.input_audio is None:
+        raise InputError("prompt", req.prompt, "a text description of the music, or an input_audio to "
+                                               "continue or to take the melody from")
+    if req.continuation and req.input_audio is None:
+        raise InputError("input_audio", None, "an audio file when continuation is true")
+    if isinstance(req.duration, bool) or not 1 <= req.duration <= DURATION_MAX_S:
+        raise InputError("duration", req.duration, f"seconds from 1 to {DURATION_MAX_S}")
+    if isinstance(req.continuation_start, bool) or not req.continuation_start >= 0:
+        raise InputError("continuation_start", req.continuation_start, "seconds >= 0")
+    end = req.continuation_end
+    if end is not None and end != -1:
+        if not end > 0:
+            raise InputError("continuation_end", end, "seconds > 0, or -1/None for the end of the file")
+        if end <= req.continuation_start:
+            raise InputError("continuation_end", end,
+                             f"greater than continuation_start ({req.continuation_start})")
+    shared = req.check_shared()
+    if req.model_version not in MODEL_VERSIONS:
+        raise InputError("model_version", req.model_version, f"one of {', '.join(MODEL_VERSIONS)}")
+    weights = req.replicate_weights
+    if weights is not None:
+        weights = check_text("replicate_weights", weights, REPLICATE_WEIGHTS_MAX_CHARS).strip() or None
+    return GenerateJob(prompt=prompt, input_audio=req.input_audio, duration=int(req.duration),
+                       continuation=bool(req.continuation), start_s=float(req.continuation_start),
+                       end_s=None if end is None or end == -1 else float(end),
+                       model_version=cast(ModelVersion, req.model_version), replicate_weights=weights,
+                       shared=shared, request=req)
