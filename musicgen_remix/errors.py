@@ -33,6 +33,12 @@ class AudioError(InputError):
     """An audio input cannot be read or is not usable audio."""
 
 
+def contract_error(name: str, value: Any, expected: str) -> ValueError:
+    """A broken internal contract: code passed a function what it cannot take. A bug, never the caller's input
+    (which is checked once, up front, and refused with an :class:`InputError`)."""
+    return ValueError(f"{name}={_short(value)}: expected {expected}")
+
+
 class WeightsError(MusicgenRemixError):
     """Weights are missing, corrupt, of the wrong format or unsafe to load."""
 

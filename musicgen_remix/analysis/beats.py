@@ -29,7 +29,7 @@ import torch
 
 from musicgen_remix.analysis import meter as metre
 from musicgen_remix.audio import Audio, resample
-from musicgen_remix.errors import AnalysisError, InputError
+from musicgen_remix.errors import AnalysisError, contract_error
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def beat_activations(wav: np.ndarray, sample_rate: int) -> np.ndarray:
         a downbeat, column 1 of a downbeat (madmom's layout).
 
     Raises:
-        InputError: ``wav`` is not 1-D or 2-D.
+        ValueError: ``wav`` is not 1-D or 2-D.
         AnalysisError: the networks returned non-finite values.
     """
     return _activations(_mono(wav, sample_rate))
@@ -114,17 +114,17 @@ def decode_beats(activations: np.ndarray, fps: int = FPS, meters: Sequence[int] 
         meters: beats per bar to consider.
 
     Raises:
-        InputError: ``activations`` is not ``[frames, 2]``, or ``fps``/``meters`` are not positive/at least 2.
+        ValueError: ``activations`` is not ``[frames, 2]``, or ``fps``/``meters`` are not positive/at least 2.
         AnalysisError: ``activations`` contains NaN or Inf.
     """
     activations = np.asarray(activations, dtype=np.float32)
     if activations.ndim != 2 or activations.shape[1] != 2:
-        raise InputError("activations", activations.shape, "[frames, 2] beat and downbeat activations")
+        raise contract_error("activations", activations.shape, "[frames, 2] beat and downbeat activations")
     if fps <= 0:
-        raise InputError("fps", fps, "a positive number of frames per second")
+        raise contract_error("fps", fps, "a positive number of frames per second")
     meters = tuple(int(m) for m in meters)
     if not meters or min(meters) < 2:
-        raise InputError("meters", meters, "one or more beats-per-bar values, each at least 2")
+        raise contract_error("meters", meters, "one or more beats-per-bar values, each at least 2")
     if not np.isfinite(activations).all():
         raise AnalysisError("beat activations contain NaN or Inf")
     if activations.shape[0] == 0:
@@ -146,7 +146,7 @@ def rhythm_evidence(wav: np.ndarray, sample_rate: int) -> metre.Evidence:
     envelopes of the same mono 44.1 kHz audio, all at 100 frames per second.
 
     Raises:
-        InputError: ``wav`` is not 1-D or 2-D.
+        ValueError: ``wav`` is not 1-D or 2-D.
         AnalysisError: the networks returned non-finite values.
     """
     mono = _mono(wav, sample_rate)
@@ -219,7 +219,7 @@ def _mono(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     if samples.ndim == 2:
         samples = samples.mean(axis=0)
     elif samples.ndim != 1:
-        raise InputError("wav", samples.shape, "[T] or [C, T] audio")
+        raise contract_error("wav", samples.shape, "[T] or [C, T] audio")
     mono = resample(torch.from_numpy(np.ascontiguousarray(samples)), sample_rate, SAMPLE_RATE).numpy()
     if mono.shape[0] < _MIN_SAMPLES:
         mono = np.pad(mono, (0, _MIN_SAMPLES - mono.shape[0]))

@@ -24,7 +24,7 @@ import mir_eval
 import numpy as np
 
 from musicgen_remix.analysis.chords import NO_CHORD, Chord, merge_chords
-from musicgen_remix.errors import InputError
+from musicgen_remix.errors import InputError, contract_error
 
 CHROMA_COEFFICIENT_RANGE = (0.5, 2.0)
 """Allowed ``chroma_coefficient`` values (inclusive)."""
@@ -80,14 +80,16 @@ def chords_to_chroma(
         float32 ``[frames, 12]``.
 
     Raises:
-        InputError: for an invalid ``chroma_coefficient``, a negative or non-finite ``duration``, a
-            non-positive ``frame_rate``, or a label mir_eval cannot read.
+        InputError: naming ``chords`` for a label mir_eval cannot read.
+        ValueError: a coefficient, ``duration`` or ``frame_rate`` that is not a positive finite number (a bug:
+            the ``chroma_coefficient`` input is checked by :func:`check_chroma_coefficient` up front).
     """
-    coefficient = check_chroma_coefficient(coefficient)
+    if not (math.isfinite(coefficient) and coefficient > 0):
+        raise contract_error("coefficient", coefficient, "a finite number > 0")
     if not (math.isfinite(duration) and duration >= 0):
-        raise InputError("duration", duration, "a non-negative number of seconds")
+        raise contract_error("duration", duration, "a non-negative number of seconds")
     if not (math.isfinite(frame_rate) and frame_rate > 0):
-        raise InputError("frame_rate", frame_rate, "a positive number of frames per second")
+        raise contract_error("frame_rate", frame_rate, "a positive number of frames per second")
 
     frames = round(duration * frame_rate)
     if frames == 0:

@@ -27,7 +27,7 @@ import soundfile
 import torch
 
 from musicgen_remix.audio.tags import id3v24
-from musicgen_remix.errors import AudioError, InputError, MusicgenRemixError
+from musicgen_remix.errors import AudioError, InputError, MusicgenRemixError, contract_error
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class Audio:
 
     def __post_init__(self) -> None:
         if self.wav.dim() != 2:
-            raise InputError("wav", tuple(self.wav.shape), "a [C, T] tensor")
+            raise contract_error("wav", tuple(self.wav.shape), "a [C, T] tensor")
         if self.sample_rate <= 0:
-            raise InputError("sample_rate", self.sample_rate, "a positive number of samples per second")
+            raise contract_error("sample_rate", self.sample_rate, "a positive number of samples per second")
 
     @property
     def channels(self) -> int:
@@ -255,7 +255,7 @@ def resample(wav: torch.Tensor, from_sr: int, to_sr: int) -> torch.Tensor:
     need a huge julius kernel go through scipy's polyphase filter instead.
     """
     if from_sr <= 0 or to_sr <= 0:
-        raise InputError("sample_rate", (from_sr, to_sr), "positive sample rates")
+        raise contract_error("sample_rate", (from_sr, to_sr), "positive sample rates")
     if from_sr == to_sr:
         return wav
     divisor = math.gcd(from_sr, to_sr)
@@ -278,7 +278,7 @@ def to_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
     surrounds into both sides would collapse the stereo image of a music mix.
     """
     if channels not in (1, 2):
-        raise InputError("channels", channels, "1 (mono) or 2 (stereo)")
+        raise contract_error("channels", channels, "1 (mono) or 2 (stereo)")
     current = wav.shape[0]
     if current == channels:
         return wav
@@ -354,11 +354,11 @@ def write_audio(
             comments, MP3 ID3v2.4; see :mod:`musicgen_remix.audio.tags`).
 
     Raises:
-        InputError: unknown format, missing sample rate, bad shape, or more than 2 channels for mp3.
+        ValueError: unknown format, missing sample rate, bad shape, or more than 2 channels for mp3.
         MusicgenRemixError: the samples contain NaN or Inf (a bug upstream, never written).
     """
     if fmt not in OUTPUT_FORMATS:
-        raise InputError("output_format", fmt, "one of " + ", ".join(OUTPUT_FORMATS))
+        raise contract_error("output_format", fmt, "one of " + ", ".join(OUTPUT_FORMATS))
     audio = _as_audio(audio, sample_rate)
     if not bool(torch.isfinite(audio.wav).all()):
         raise MusicgenRemixError("refusing to write audio that contains NaN or Inf samples")
@@ -383,12 +383,12 @@ def write_audio(
 def _as_audio(audio: Audio | torch.Tensor, sample_rate: int | None) -> Audio:
     if isinstance(audio, Audio):
         if sample_rate is not None and sample_rate != audio.sample_rate:
-            raise InputError(
+            raise contract_error(
                 "sample_rate", sample_rate, f"None or the Audio's own rate ({audio.sample_rate})"
             )
         return audio
     if sample_rate is None:
-        raise InputError("sample_rate", None, "a sample rate in Hz when writing a bare tensor")
+        raise contract_error("sample_rate", None, "a sample rate in Hz when writing a bare tensor")
     wav = audio.detach().to("cpu", torch.float32)
     if wav.dim() == 1:
         wav = wav.unsqueeze(0)
@@ -403,7 +403,7 @@ def _to_pcm16(wav: torch.Tensor) -> np.ndarray:
 
 def _write_mp3(path: Path, audio: Audio, tags: Mapping[str, str]) -> None:
     if audio.channels > 2:
-        raise InputError("channels", audio.channels, "1 or 2 for mp3 output (convert with to_channels first)")
+        raise contract_error("channels", audio.channels, "1 or 2 for mp3 output (convert with to_channels first)")
     sample_rate = audio.sample_rate
     wav = audio.wav
     if sample_rate not in MP3_SAMPLE_RATES:

@@ -25,7 +25,7 @@ import pyloudnorm
 import torch
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
-from musicgen_remix.errors import InputError, MusicgenRemixError
+from musicgen_remix.errors import MusicgenRemixError, contract_error
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,11 @@ def normalize(wav: torch.Tensor, sample_rate: int, strategy: Strategy) -> torch.
     """Return ``wav`` (``[C, T]``) normalised with ``strategy``, as float32 on the same device.
 
     Raises:
-        InputError: unknown strategy, or ``wav`` is not ``[C, T]``.
+        ValueError: unknown strategy, or ``wav`` is not ``[C, T]``.
         MusicgenRemixError: ``wav`` contains NaN or Inf.
     """
     if strategy not in STRATEGIES:
-        raise InputError("normalization_strategy", strategy, "one of " + ", ".join(STRATEGIES))
+        raise contract_error("normalization_strategy", strategy, "one of " + ", ".join(STRATEGIES))
     samples = _as_numpy(wav)
     if strategy == "clip":
         result = np.clip(samples, -1.0, 1.0)
@@ -77,12 +77,12 @@ def integrated_loudness(wav: torch.Tensor, sample_rate: int) -> float:
     More than five channels are measured on their mono mix (pyloudnorm weights the 5.0 layout only).
 
     Raises:
-        InputError: the audio is shorter than one 400 ms block.
+        ValueError: the audio is shorter than one 400 ms block.
         MusicgenRemixError: ``wav`` contains NaN or Inf.
     """
     samples = _as_numpy(wav)
     if samples.shape[1] < _block_frames(sample_rate):
-        raise InputError(
+        raise contract_error(
             "wav",
             f"{samples.shape[1] / sample_rate:.3f} s of audio",
             f"at least {LOUDNESS_BLOCK_S} s of audio (one BS.1770 block)",
@@ -99,13 +99,13 @@ def limit(
     all channels share one gain so the stereo image does not shift.
 
     Raises:
-        InputError: ``ceiling`` or ``lookahead_s`` is not positive, or ``wav`` is not ``[C, T]``.
+        ValueError: ``ceiling`` or ``lookahead_s`` is not positive, or ``wav`` is not ``[C, T]``.
         MusicgenRemixError: ``wav`` contains NaN or Inf.
     """
     if not ceiling > 0:
-        raise InputError("ceiling", ceiling, "a positive linear amplitude, e.g. 1.0 for full scale")
+        raise contract_error("ceiling", ceiling, "a positive linear amplitude, e.g. 1.0 for full scale")
     if not lookahead_s > 0:
-        raise InputError("lookahead_s", lookahead_s, "a positive number of seconds")
+        raise contract_error("lookahead_s", lookahead_s, "a positive number of seconds")
     result = _limit(_as_numpy(wav), sample_rate, ceiling, lookahead_s)
     return torch.from_numpy(result.astype(np.float32)).to(wav.device)
 
@@ -113,7 +113,7 @@ def limit(
 def _as_numpy(wav: torch.Tensor) -> np.ndarray:
     """``[C, T]`` tensor -> float64 array, refusing NaN/Inf (a bug upstream, never masked)."""
     if wav.dim() != 2:
-        raise InputError("wav", tuple(wav.shape), "a [C, T] tensor")
+        raise contract_error("wav", tuple(wav.shape), "a [C, T] tensor")
     samples = wav.detach().to("cpu", torch.float64).numpy()
     if not np.isfinite(samples).all():
         bad = int((~np.isfinite(samples)).sum())

@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from musicgen_remix.errors import InputError
+from musicgen_remix.errors import contract_error
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +45,7 @@ def decoder(lm: LMModel) -> Callable[..., torch.Tensor]:
     (``fast`` by default). Both take ``LMModel.generate``'s arguments."""
     choice = os.environ.get(DECODER_ENV, "fast").strip().lower() or "fast"
     if choice not in DECODERS:
-        raise InputError(DECODER_ENV, choice, "'fast' (default) or 'stock'")
+        raise contract_error(DECODER_ENV, choice, "'fast' (default) or 'stock'")
     if choice == "stock":
         return lm.generate
     return functools.partial(fast_generate, lm)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from musicgen_remix.engine import fastlm_step as step
-from musicgen_remix.errors import InputError
+from musicgen_remix.errors import contract_error
 
 if TYPE_CHECKING:
     from audiocraft.models.lm import LMModel
@@ -79,14 +79,14 @@ def prepare(lm: LMModel, prompt: torch.Tensor | None, conditions: list[Condition
         prompt = torch.zeros((num_samples, lm.num_codebooks, 0), dtype=torch.long, device=device)
     B, K, T = prompt.shape
     if max_gen_len <= T:
-        raise InputError("max_gen_len", max_gen_len, f"more than the prompt's {T} frames")
+        raise contract_error("max_gen_len", max_gen_len, f"more than the prompt's {T} frames")
     pattern = lm.pattern_provider.get_pattern(max_gen_len)
     codes = torch.full((B, K, max_gen_len), UNKNOWN_TOKEN, dtype=torch.long, device=device)
     codes[..., :T] = prompt
     sequence, _, mask = pattern.build_pattern_sequence(codes, lm.special_token_id)
     start = pattern.get_first_step_with_timesteps(T)
     if start is None:
-        raise InputError("max_gen_len", max_gen_len, f"a length whose pattern reaches the prompt's {T} frames")
+        raise contract_error("max_gen_len", max_gen_len, f"a length whose pattern reaches the prompt's {T} frames")
     return Plan(batch=B, conditions=cfg_conditions, sequence=sequence, mask=mask, start=start, pattern=pattern,
                 prompt_len=T, max_gen_len=max_gen_len, card=lm.card)
 

@@ -59,7 +59,7 @@ from audiocraft.modules.conditioners import (
 )
 from torch import nn
 
-from musicgen_remix.errors import InputError, WeightsError
+from musicgen_remix.errors import WeightsError, contract_error
 from musicgen_remix.models.loading import (
     assemble_musicgen,
     load_encodec,
@@ -366,7 +366,7 @@ def chroma_window(chroma: torch.Tensor, offset_s: float, spec: ChordSpec) -> tor
     """
     _check_chroma(chroma)
     if not math.isfinite(offset_s) or offset_s < 0:
-        raise InputError("offset_s", offset_s, "a finite number of seconds >= 0")
+        raise contract_error("offset_s", offset_s, "a finite number of seconds >= 0")
     start = round(offset_s * spec.frame_rate)
     positions = torch.arange(start, start + spec.frames, device=chroma.device) % chroma.shape[0]
     return chroma[positions]
@@ -380,7 +380,7 @@ def chord_condition(chroma: torch.Tensor, coefficient: float = 1.0) -> WavCondit
     """
     _check_chroma(chroma)
     if not math.isfinite(coefficient) or coefficient <= 0:
-        raise InputError("chroma_coefficient", coefficient, "a finite number > 0")
+        raise contract_error("chroma_coefficient", coefficient, "a finite number > 0")
     flat = (chroma.float() * coefficient).reshape(1, 1, -1)
     return WavCondition(flat, torch.tensor([flat.shape[-1]], device=chroma.device), [CHROMA_SAMPLE_RATE],
                         [None], [0.0])
@@ -400,6 +400,6 @@ def _check_chroma(chroma: Any) -> None:
     if not isinstance(chroma, torch.Tensor) or chroma.dim() != 2 or chroma.shape[-1] != N_CHROMA \
             or chroma.shape[0] == 0:
         shape = tuple(chroma.shape) if isinstance(chroma, torch.Tensor) else type(chroma).__name__
-        raise InputError("chroma", shape, f"a tensor [frames >= 1, {N_CHROMA}]")
+        raise contract_error("chroma", shape, f"a tensor [frames >= 1, {N_CHROMA}]")
     if not bool(torch.isfinite(chroma).all()):
-        raise InputError("chroma", "non-finite values", "finite chroma values")
+        raise contract_error("chroma", "non-finite values", "finite chroma values")

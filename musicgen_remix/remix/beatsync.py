@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from musicgen_remix.audio import Audio
-from musicgen_remix.errors import InputError
+from musicgen_remix.errors import InputError, contract_error
 from musicgen_remix.remix import agreement as measuring
 from musicgen_remix.remix.alignment import extend, find_alignment, line_without, map_through, match
 from musicgen_remix.remix.stretch import DEFAULT_ENGINE, Engine, timemap_stretch
@@ -200,18 +200,18 @@ def plan_sync(
             threshold still compares detected downbeats. Pairs that would no longer increase are not moved.
 
     Raises:
-        InputError: non-finite downbeats, a threshold or a duration that is not a positive number, a
+        ValueError: non-finite downbeats, a threshold or a duration that is not a positive number, a
             ``max_stretch`` not above 1.
     """
     generated = _downbeats(generated_downbeats, "generated_downbeats")
     reference = _downbeats(reference_downbeats, "reference_downbeats")
     if not (math.isfinite(threshold) and threshold > 0):
-        raise InputError("beat_sync_threshold", threshold, "a positive number of seconds")
+        raise contract_error("beat_sync_threshold", threshold, "a positive number of seconds")
     if not (math.isfinite(max_stretch) and max_stretch > 1):
-        raise InputError("max_stretch", max_stretch, "a finite ratio above 1")
+        raise contract_error("max_stretch", max_stretch, "a finite ratio above 1")
     for name, value in (("duration_generated", duration_generated), ("duration_target", duration_target)):
         if not (math.isfinite(value) and value > 0):
-            raise InputError(name, value, "a positive number of seconds")
+            raise contract_error(name, value, "a positive number of seconds")
 
     # Strictly inside both timelines, so the pairs fit between the start and end anchors.
     source = generated[(generated > 0) & (generated < duration_generated)]
@@ -258,7 +258,7 @@ def plan_sync(
 def _downbeats(values: np.ndarray, field: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if not np.isfinite(array).all():
-        raise InputError(field, array.tolist(), "finite downbeat times in seconds")
+        raise contract_error(field, array.tolist(), "finite downbeat times in seconds")
     return np.unique(array)  # sorted, duplicates dropped
 
 

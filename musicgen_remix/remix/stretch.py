@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 import soundfile
 
-from musicgen_remix.errors import InputError, MusicgenRemixError
+from musicgen_remix.errors import MusicgenRemixError, contract_error
 
 logger = logging.getLogger(__name__)
 
@@ -75,16 +75,16 @@ def timemap_stretch(
         float32 ``[C, round(anchors[-1, 1] * sample_rate)]``.
 
     Raises:
-        InputError: malformed ``wav``, ``anchors`` or ``engine``.
+        ValueError: malformed ``wav``, ``anchors`` or ``engine``.
         MusicgenRemixError: the engine's program or package is missing, or it failed.
     """
     if engine not in ENGINES:
-        raise InputError("stretch_engine", engine, "one of " + ", ".join(ENGINES))
+        raise contract_error("stretch_engine", engine, "one of " + ", ".join(ENGINES))
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 2 or wav.shape[1] == 0:
-        raise InputError("wav", wav.shape, "a non-empty [C, T] array")
+        raise contract_error("wav", wav.shape, "a non-empty [C, T] array")
     if sample_rate <= 0:
-        raise InputError("sample_rate", sample_rate, "a positive number of samples per second")
+        raise contract_error("sample_rate", sample_rate, "a positive number of samples per second")
     frames = _anchor_frames(anchors, sample_rate, wav.shape[1])
     stretched = _rubberband(wav, sample_rate, frames) if engine == "rubberband" else _wsola(wav, frames)
     return _fit(stretched, int(frames[-1, 1]))
@@ -99,7 +99,7 @@ def _anchor_frames(anchors: np.ndarray, sample_rate: int, num_frames: int) -> np
         f"to ({duration:.6f} s, the audio's duration; target duration > 0)"
     )
     if anchors.ndim != 2 or anchors.shape[0] < 2 or anchors.shape[1] != 2 or not np.isfinite(anchors).all():
-        raise InputError("anchors", anchors.shape, allowed)
+        raise contract_error("anchors", anchors.shape, allowed)
     steps = np.diff(anchors, axis=0)
     if (
         anchors[0, 0] != 0.0
@@ -107,11 +107,11 @@ def _anchor_frames(anchors: np.ndarray, sample_rate: int, num_frames: int) -> np
         or (steps <= 0).any()
         or abs(anchors[-1, 0] - duration) > 1.0 / sample_rate
     ):
-        raise InputError("anchors", anchors.tolist() if anchors.size <= 8 else anchors.shape, allowed)
+        raise contract_error("anchors", anchors.tolist() if anchors.size <= 8 else anchors.shape, allowed)
     frames = np.round(anchors * sample_rate).astype(np.int64)
     frames[-1, 0] = num_frames
     if frames[-1, 1] < 1:
-        raise InputError("anchors", float(anchors[-1, 1]), "a target duration of at least one sample")
+        raise contract_error("anchors", float(anchors[-1, 1]), "a target duration of at least one sample")
     # Anchors closer than one sample collapse when rounded; keep the first of each run so both columns
     # stay strictly increasing, as both engines require (pytsmod counts the end one sample earlier).
     keep = [0]

@@ -10,7 +10,7 @@ import torch
 
 from musicgen_remix.analysis import Beats, beat_activations, decode_beats, track_beats
 from musicgen_remix.audio import Audio, read_audio
-from musicgen_remix.errors import AnalysisError, InputError
+from musicgen_remix.errors import AnalysisError
 
 from . import CASES, Case, have_fluidsynth, rendered
 
@@ -85,12 +85,11 @@ def test_decode_beats_with_a_single_beat_has_no_tempo() -> None:
 
 
 def test_decode_beats_rejects_bad_input() -> None:
-    with pytest.raises(InputError) as info:
+    with pytest.raises(ValueError, match="^activations="):
         decode_beats(np.zeros((10, 3)))
-    assert info.value.field == "activations"
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match="^meters="):
         decode_beats(np.zeros((10, 2)), meters=(1,))
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match="^fps="):
         decode_beats(np.zeros((10, 2)), fps=0)
     bad = np.full((10, 2), 0.1)
     bad[3, 0] = np.nan
@@ -120,7 +119,7 @@ def test_beat_activations_are_100_fps_at_any_rate() -> None:
     activations = beat_activations(one_second, 32000)
     assert activations.dtype == np.float32
     assert activations.shape == (100, 2)
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match="^wav="):
         beat_activations(np.zeros((1, 2, 100)), 32000)
 
 

@@ -103,7 +103,7 @@ def test_audio_properties() -> None:
 
 
 def test_audio_refuses_wrong_shape() -> None:
-    with pytest.raises(InputError, match="wav"):
+    with pytest.raises(ValueError, match="wav"):
         Audio(torch.zeros(48000), 32000)
 
 
@@ -187,11 +187,11 @@ def test_write_refuses_non_finite(tmp_path: Path, bad: float) -> None:
 
 
 def test_write_refuses_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="sample_rate"):
+    with pytest.raises(ValueError, match="sample_rate"):
         write_audio(tmp_path / "out.wav", torch.zeros(1, 10), fmt="wav")
-    with pytest.raises(InputError, match="output_format"):
+    with pytest.raises(ValueError, match="output_format"):
         write_audio(tmp_path / "out.ogg", torch.zeros(1, 10), 8000, fmt="ogg")  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="channels"):
+    with pytest.raises(ValueError, match="channels"):
         write_audio(tmp_path / "out.mp3", torch.zeros(8, 100), 32000, fmt="mp3")
 
 
@@ -416,7 +416,7 @@ def test_to_channels() -> None:
     assert to_channels(eight, 2).tolist() == [[0.0] * 3, [1.0] * 3]
     assert to_channels(eight, 1).tolist() == [[3.5] * 3]
     assert to_channels(stereo, 2) is stereo
-    with pytest.raises(InputError, match="channels"):
+    with pytest.raises(ValueError, match="channels"):
         to_channels(stereo, 3)
 
 

@@ -209,9 +209,9 @@ def test_conditioner_refuses_audio(mono) -> None:
 def test_chord_condition_checks_its_inputs(chroma: torch.Tensor, coefficient: float, field: str) -> None:
     from musicgen_remix.models.chord import chord_condition
 
-    with pytest.raises(InputError) as info:
+    with pytest.raises(ValueError, match=f"^{field}=") as info:  # a bug upstream, not the caller's input
         chord_condition(chroma, coefficient)
-    assert info.value.field == field
+    assert not isinstance(info.value, InputError)
 
 
 def _generate(model, chroma: torch.Tensor, seed: int, frames: int = 20) -> torch.Tensor:
@@ -261,5 +261,5 @@ def test_chroma_advances_with_each_window_beyond_30s(mono) -> None:
     assert torch.equal(chroma_window(song, 18.0, spec)[0], song[141])  # 18 s * 235/30 frames/s
     last = chroma_window(song, 54.0, spec)  # runs past the song's end: cycles to its start
     assert torch.equal(last[song.shape[0] - 423], song[0])
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match="offset_s"):
         chroma_window(song, -1.0, spec)

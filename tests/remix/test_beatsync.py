@@ -227,15 +227,14 @@ def test_map_times_follows_the_anchors_and_extrapolates_the_lead_in():
     ],
 )
 def test_plan_rejects_bad_numbers(field, kwargs):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(ValueError, match=f"^{field}=") as error:  # checked inputs only reach it: a bug
         plan([1.0], [1.0], **kwargs)
-    assert error.value.field == field
+    assert not isinstance(error.value, InputError)
 
 
 def test_plan_rejects_non_finite_downbeats():
-    with pytest.raises(InputError) as error:
+    with pytest.raises(ValueError, match="^generated_downbeats="):
         plan([1.0, float("nan")], [1.0])
-    assert error.value.field == "generated_downbeats"
 
 
 def test_anchors_are_strictly_monotonic_for_random_inputs():
@@ -382,13 +381,12 @@ def test_wsola_puts_clicks_early_by_up_to_its_search_tolerance():
     ],
 )
 def test_timemap_stretch_rejects_bad_anchors(anchors):
-    with pytest.raises(InputError) as error:
+    with pytest.raises(ValueError, match="^anchors="):
         timemap_stretch(np.zeros((1, 2 * SR), dtype=np.float32), SR, np.array(anchors))
-    assert error.value.field == "anchors"
 
 
 def test_timemap_stretch_rejects_unknown_engine():
-    with pytest.raises(InputError):
+    with pytest.raises(ValueError, match="stretch_engine"):
         timemap_stretch(np.zeros((1, SR), dtype=np.float32), SR, np.array([[0, 0], [1, 1]]), engine="sox")
 
 
