@@ -204,6 +204,8 @@ def _add_analyze(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--no-large-chord-voca", dest="large_chord_voca", action="store_false",
                    help="only the 24 major/minor triads")
+    p.add_argument("--plot", type=Path, help="also draw the analysis (numbered bars, beats, chords, key): "
+                                             ".png, .pdf or .jpg")
     p.set_defaults(func=_run_analyze)
 
 
@@ -213,8 +215,15 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from musicgen_remix.analysis.summary import analyze, format_summary
     from musicgen_remix.audio import read_audio
 
+    if args.plot is not None:
+        file_format(args.plot, "--plot", PLOT_FORMATS)
     audio = read_audio(args.audio, field="audio")
     result = analyze(audio, large_vocabulary=args.large_chord_voca)
+    if args.plot is not None:
+        from musicgen_remix.analysis.plot import plot_analysis
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_analysis(args.plot, song=audio.wav.mean(0).numpy(), sample_rate=audio.sample_rate, analysis=result)
     if args.json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     else:
@@ -229,6 +238,7 @@ def _add_sync(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac or mp3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="largest downbeat distance to pair, seconds (default: 1.1 beats of the reference)")
+    p.add_argument("--plot", type=Path, help="also draw the downbeats before and after: .png, .pdf or .jpg")
     p.set_defaults(func=_run_sync)
 
 
@@ -240,6 +250,8 @@ def _run_sync(args: argparse.Namespace) -> int:
     from musicgen_remix.remix.beatsync import resolve_threshold, sync_to_reference
 
     fmt = audio_format(args.output, "--output", None)
+    if args.plot is not None:
+        file_format(args.plot, "--plot", PLOT_FORMATS)
     reference = read_audio(args.reference, field="reference")
     audio = read_audio(args.audio, field="audio")
     ref_beats, beats = track_beats(reference), track_beats(audio)
@@ -248,6 +260,13 @@ def _run_sync(args: argparse.Namespace) -> int:
                                      target_duration=reference.duration, reference=reference,
                                      reference_beats=ref_beats.times)
     path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)
+    if args.plot is not None:
+        from musicgen_remix.remix.plot import plot_sync
+
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_sync(args.plot, reference=reference.wav.mean(0).numpy(), sample_rate=reference.sample_rate,
+                  reference_downbeats=ref_beats.downbeats.tolist(), take_downbeats=beats.downbeats.tolist(),
+                  synced_downbeats=plan.map_times(beats.downbeats).tolist())
     if plan.skipped:
         logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
     else:

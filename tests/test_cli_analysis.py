@@ -33,16 +33,20 @@ def test_analyze_json_keeps_its_contract_and_states_a_6_8_tempo_as_a_musician_wo
     piece = Piece("folk", ("G:maj", "C:maj", "D:maj", "G:maj") * 2, meter=2, division=3, bpm=70, style="folk",
                   chord_program=25, bass_program=32, lead_in=0.4)
     song = render_piece(tmp_path / "folk.wav", piece, sample_rate=22050)
-    done = run_cli("analyze", str(song.path), "--json")
+    plot = tmp_path / "folk.pdf"
+    done = run_cli("analyze", str(song.path), "--json", "--plot", str(plot))
     assert done.returncode == 0, done.stderr
+    assert plot.read_bytes().startswith(b"%PDF")  # the suffix decides the plot's format
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert len(lines) == 1
     data = json.loads(lines[0])
     for key, kind in CONTRACT.items():
         assert isinstance(data[key], kind), key
     assert all(isinstance(t, float) for t in data["beats"] + data["downbeats"])
-    assert all(set(chord) == {"start", "end", "label"} for chord in data["chords"])
-    assert set(data) - set(CONTRACT) == {"time_signature"}  # the one added key
+    assert all(set(chord) == {"start", "end", "label", "name"} for chord in data["chords"])
+    assert set(data) - set(CONTRACT) == {"time_signature", "key"}  # added keys only
+    assert data["key"] == "G major"
+    assert {c["name"] for c in data["chords"] if c["end"] - c["start"] > 1.0} >= {"G", "C", "D"}
     # The dotted-quarter tempo, two beats per bar (madmom's DBN alone said 207 bpm in 3/4).
     assert data["bpm"] == pytest.approx(70, rel=0.04)
     assert data["meter"] == 2 and data["time_signature"] == "6/8"
@@ -58,9 +62,13 @@ def test_sync_aligns_a_take_that_starts_further_than_the_threshold_from_the_song
     reference = render_piece(tmp_path / "ref.wav", song, sample_rate=32000)
     render_piece(tmp_path / "take.wav", take, sample_rate=32000)
     out = tmp_path / "synced.wav"
-    done = run_cli("sync", "--reference", str(reference.path), "--audio", str(tmp_path / "take.wav"), "-o", str(out))
+    plot = tmp_path / "sync.png"
+    done = run_cli("sync", "--reference", str(reference.path), "--audio", str(tmp_path / "take.wav"), "-o", str(out),
+                   "--plot", str(plot))
     assert done.returncode == 0, done.stderr
     assert sf.info(out).frames == sf.info(reference.path).frames
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    assert "moved 8 downbeats by" in done.stderr and "to land on ref.wav's" in done.stderr, done.stderr
     found = track_beats(read_audio(out)).downbeats
     errors = np.array([np.abs(found - d).min() for d in reference.downbeats])
     # madmom decodes at 10 ms frames: within 20 ms is within two frames of the song's downbeats.

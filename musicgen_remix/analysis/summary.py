@@ -12,6 +12,7 @@ from typing import Any
 
 from musicgen_remix.analysis.beats import Beats, track_beats
 from musicgen_remix.analysis.chords import Chord, recognize_chords
+from musicgen_remix.analysis.names import common_name, estimate_key
 from musicgen_remix.audio import Audio
 
 # JSON times are rounded to the millisecond, tempo to the hundredth of a bpm: finer is noise.
@@ -61,18 +62,22 @@ class Analysis:
         """The report's ``analysis`` object.
 
         ``{"duration": s, "sample_rate": int, "bpm": float | null, "beats": [s...], "downbeats": [s...],
-        "chords": [{"start": s, "end": s, "label": "C:maj"}...], "meter": int | null, "time_signature":
-        "4/4" | ... | null}``; times in seconds rounded to the millisecond.
+        "chords": [{"start": s, "end": s, "label": "G:min7", "name": "Gm7"}...], "meter": int | null,
+        "time_signature": "4/4" | ... | null, "key": "G minor" | null}``; times in seconds rounded to the
+        millisecond; ``label`` is Harte, ``name`` the lead-sheet spelling.
         """
+        key = estimate_key(self.chords)
         return {
             "duration": _seconds(self.duration),
             "sample_rate": int(self.sample_rate),
             "bpm": None if self.bpm is None else round(float(self.bpm), _BPM_DECIMALS),
             "beats": [_seconds(t) for t in self.beats],
             "downbeats": [_seconds(t) for t in self.downbeats],
-            "chords": [{"start": _seconds(c.start), "end": _seconds(c.end), "label": c.label} for c in self.chords],
+            "chords": [{"start": _seconds(c.start), "end": _seconds(c.end), "label": c.label,
+                        "name": common_name(c.label)} for c in self.chords],
             "meter": self.meter,
             "time_signature": self.time_signature,
+            "key": None if key is None else str(key),
         }
 
 
@@ -90,13 +95,18 @@ def format_summary(analysis: Analysis) -> str:
     if analysis.time_signature is not None:
         meter += f" ({analysis.time_signature})"
     first = f", first at {analysis.downbeats[0]:.2f} s" if analysis.downbeats else ""
+    key = estimate_key(analysis.chords)
     lines = [
         f"duration: {analysis.duration:.2f} s at {analysis.sample_rate} Hz",
-        f"tempo: {bpm}; meter: {meter}",
-        f"beats: {len(analysis.beats)}; downbeats: {len(analysis.downbeats)}{first}",
+        f"tempo: {bpm}; meter: {meter}; key: {'unknown' if key is None else key}",
+        f"beats: {len(analysis.beats)}; downbeats (bars): {len(analysis.downbeats)}{first}",
         f"chords: {len(analysis.chords)} segments" + (":" if analysis.chords else ""),
     ]
-    lines += [f"  {c.start:7.2f} - {c.end:7.2f} s  {c.label}" for c in analysis.chords]
+    bars = analysis.downbeats
+    for c in analysis.chords:
+        bar = sum(1 for d in bars if d <= c.start + 1e-3)
+        where = f"bar {bar:3d}" if bar else "pickup "
+        lines.append(f"  {c.start:7.2f} - {c.end:7.2f} s  {where}  {common_name(c.label):8} ({c.label})")
     return "\n".join(lines)
 
 

@@ -1,56 +1,47 @@
-"""The remix plot: the song's waveform with its downbeats, the generated downbeats before and after beat
-sync, and the chord timeline, in one PNG."""
+"""The remix and sync plots: the song's numbered bars, the take's downbeats before and after beat sync, and
+the chords in lead-sheet spelling (panels from :mod:`musicgen_remix.analysis.plot`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from musicgen_remix.analysis.chords import Chord
+from musicgen_remix.analysis.plot import draw_chords, draw_song, figure, save
 
 
 def plot_remix(path: Path, *, song: np.ndarray, sample_rate: int, song_downbeats: Sequence[float],
                generated_downbeats: Sequence[float], synced_downbeats: Sequence[float],
                chords: Sequence[tuple[float, float, str]], title: str = "") -> Path:
-    """Write the plot to ``path`` (PNG). ``song`` is mono ``[T]``; times in seconds."""
-    import matplotlib
+    """Write the remix plot to ``path`` (its suffix decides the format). ``song`` is mono ``[T]``."""
+    fig, (ax_song, ax_beats, ax_chords) = figure(3, [3, 1.4, 1])
+    draw_song(ax_song, song, sample_rate, song_downbeats, title=title or "remix: downbeats and chords")
+    _downbeat_rows(ax_beats, [("song", song_downbeats, "tab:blue"), ("generated", generated_downbeats, "tab:red"),
+                              ("synced", synced_downbeats, "tab:green")])
+    draw_chords(ax_chords, [Chord(*c) for c in chords], len(song) / sample_rate)
+    return save(fig, path)
 
-    matplotlib.use("Agg")  # no display on servers
-    import matplotlib.pyplot as plt
 
-    duration = len(song) / sample_rate
-    fig, (ax_wave, ax_beats, ax_chords) = plt.subplots(
-        3, 1, figsize=(14, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.4, 1]})
-    step = max(1, len(song) // 20000)  # enough points for the envelope, cheap to draw
-    t = np.arange(0, len(song), step) / sample_rate
-    ax_wave.plot(t, song[::step], linewidth=0.4, color="0.4")
-    for d in song_downbeats:
-        ax_wave.axvline(d, color="tab:blue", linewidth=0.8, alpha=0.7)
-    ax_wave.set_ylabel("song")
-    # parse_math=False: a prompt with "$...$" is text, not mathtext (which fails on "$^$").
-    ax_wave.set_title(title or "remix: downbeats and chords", parse_math=False)
+def plot_sync(path: Path, *, reference: np.ndarray, sample_rate: int, reference_downbeats: Sequence[float],
+              take_downbeats: Sequence[float], synced_downbeats: Sequence[float], title: str = "") -> Path:
+    """Write the sync plot: the reference's numbered bars, the take's downbeats before and after the stretch."""
+    fig, (ax_song, ax_beats) = figure(2, [3, 1.4])
+    draw_song(ax_song, reference, sample_rate, reference_downbeats, label="reference",
+              title=title or "beat sync: the take's downbeats onto the reference's bars")
+    _downbeat_rows(ax_beats, [("reference", reference_downbeats, "tab:blue"), ("take", take_downbeats, "tab:red"),
+                              ("synced", synced_downbeats, "tab:green")])
+    ax_beats.set_xlabel("seconds")
+    ax_beats.set_xlim(0, len(reference) / sample_rate)
+    return save(fig, path)
 
-    rows = [("song", song_downbeats, "tab:blue"), ("generated", generated_downbeats, "tab:red"),
-            ("synced", synced_downbeats, "tab:green")]
+
+def _downbeat_rows(ax: Any, rows: list[tuple[str, Sequence[float], str]]) -> None:
     for y, (label, times, color) in enumerate(rows):
-        ax_beats.vlines(list(times), y - 0.4, y + 0.4, color=color, linewidth=1.2, label=label)
-    ax_beats.set_yticks(range(len(rows)), [r[0] for r in rows])
-    ax_beats.set_ylim(-0.6, len(rows) - 0.4)
-    ax_beats.set_ylabel("downbeats")
-
-    palette = plt.get_cmap("tab20")
-    labels = sorted({c[2] for c in chords})
-    for start, end, label in chords:
-        fill: str | tuple[float, float, float, float] = (
-            "0.9" if label == "N" else palette(labels.index(label) % 20))
-        ax_chords.axvspan(start, end, color=fill, alpha=0.8)
-        if end - start > duration / 80:
-            ax_chords.text((start + end) / 2, 0.5, label, ha="center", va="center", fontsize=7, rotation=90)
-    ax_chords.set_yticks([])
-    ax_chords.set_ylabel("chords")
-    ax_chords.set_xlabel("seconds")
-    ax_chords.set_xlim(0, duration)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+        ax.vlines(list(times), y - 0.4, y + 0.4, color=color, linewidth=1.2, label=f"{label} downbeats")
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_ylabel("downbeats")
+    ax.legend(loc="upper right", fontsize=7, ncols=len(rows))
