@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from musicgen_remix.errors import Canceled
@@ -37,6 +38,13 @@ class Progress:
     def check(self) -> None:
         if self.cancel.is_set():
             raise Canceled("canceled")
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """A stage done in one go (no steps of its own): reported when it starts and when it ends."""
+        self.step(name, 0, 1)
+        yield
+        self.step(name, 1, 1)
 
 
 def log_progress(every_s: float = 2.0) -> ProgressFn:

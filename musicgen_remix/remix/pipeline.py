@@ -83,13 +83,15 @@ def run_remix(job: RemixJob, loaded: Loaded, store: ModelStore, separator: Separ
     stems = separator.separate(song, progress)
     progress.check()
     # 3. Beats, downbeats and tempo of the song.
-    beats = track_beats(song)
+    with progress.stage("beats and tempo"):
+        beats = track_beats(song)
     # 4. Chords: the caller's progression, or recognised on the drumless mix.
     written = job.chords is not None
     if job.chords is not None:
         chords = parse_chord_progression(job.chords, beats.downbeats, song.duration)
     else:
-        chords = recognize_chords(stems.drumless, large_vocabulary=job.large_chord_voca, beats=beats.times)
+        with progress.stage("chords"):
+            chords = recognize_chords(stems.drumless, large_vocabulary=job.large_chord_voca, beats=beats.times)
     analysis = Analysis.from_results(song.duration, song.sample_rate, beats, chords)
     _log_analysis(analysis)
     progress.check()
@@ -107,11 +109,12 @@ def run_remix(job: RemixJob, loaded: Loaded, store: ModelStore, separator: Separ
                        progress=progress)
     # 6. Beat sync: the instrumental's bars onto the song's (aligned on downbeats and on the drumless mix's
     #    chords, kept unstretched when that measures better against the song).
-    generated_beats = track_beats(generated)
-    threshold = resolve_threshold(job.beat_sync_threshold, beats.bpm)
-    synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
-                                     target_duration=song.duration, reference=song, reference_harmony=stems.drumless,
-                                     reference_beats=beats.times)
+    with progress.stage("beat sync"):
+        generated_beats = track_beats(generated)
+        threshold = resolve_threshold(job.beat_sync_threshold, beats.bpm)
+        synced, plan = sync_to_reference(generated, generated_beats.downbeats, beats.downbeats, threshold=threshold,
+                                         target_duration=song.duration, reference=song,
+                                         reference_harmony=stems.drumless, reference_beats=beats.times)
     # 7. Mix the vocals back at the song's balance; normalise and write, with what made it.
     mixed = mix_vocals(synced, stems.vocal, stems.accompaniment)
     provenance = _provenance(job, loaded.info.name)

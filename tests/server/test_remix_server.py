@@ -87,7 +87,8 @@ def test_sync_remix_returns_audio_of_the_song_length(remix_server: CogServer, so
     assert samples.shape[0] / sample_rate == pytest.approx(seconds, abs=0.02)
     assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
     assert "seed: 0" in body["logs"] or "seed=0" in body["logs"], body["logs"]
-    assert "separation: " in body["logs"]  # progress of every long stage reaches the logs
+    for stage in ("separation: ", "beats and tempo: 1/1", "chords: 1/1", "generate: ", "beat sync: 1/1"):
+        assert stage in body["logs"], stage  # progress of every long stage reaches the logs
     assert remix_server.wait_status("READY") == "READY"
 
 
