@@ -125,24 +125,18 @@ def test_rms_limits_peaks_of_high_crest_audio() -> None:
 
 
 def test_rms_of_channels_that_cancel_in_mono() -> None:
+    """A silent mono mix: the level of all channels is brought to the target instead, with one gain."""
     wav = music(0.1)[:1].repeat(2, 1)
     wav[1] *= -1
     out = normalize(wav, SR, "rms")
-    assert bool(torch.isfinite(out).all())
-    assert float(out.abs().max()) > 0.01
+    all_channels_dbfs = float(20 * torch.log10(out.double().pow(2).mean().sqrt()))
+    assert all_channels_dbfs == pytest.approx(RMS_TARGET_DBFS, abs=0.01)
+    assert torch.equal(out[1], -out[0])
 
 
 def test_clip_clamps_and_leaves_the_rest() -> None:
     wav = torch.tensor([[0.5, -0.25, 1.5, -3.0, 1.0]])
     assert normalize(wav, SR, "clip").tolist() == [[0.5, -0.25, 1.0, -1.0, 1.0]]
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("name", sorted(SIGNALS))
-def test_nothing_exceeds_full_scale(strategy: str, name: str) -> None:
-    out = normalize(SIGNALS[name](), SR, strategy)  # type: ignore[arg-type]
-    assert bool(torch.isfinite(out).all())
-    assert float(out.abs().max()) <= 1.0
 
 
 # ----------------------------------------------------------------------------------------------------
