@@ -16,6 +16,7 @@ import requests
 from fixtures.audio import SAMPLE_RATE, decode_audio_uri, sine, wav_data_uri
 from musicgen_remix.serve import schema_path
 
+from .levels import assert_default_loudness
 from .seeds import GENERATE_SEED, parse_seed_inputs, schema_problems
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def test_sync_prediction_returns_a_wav_data_uri(cog_server: CogServer) -> None:
     assert container == "WAV"
     assert sample_rate == SAMPLE_RATE
     assert samples.shape[0] / sample_rate == pytest.approx(2.0, abs=0.005)
-    assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+    assert_default_loudness(samples, sample_rate)
     assert "seed=0" in body["logs"], body["logs"]  # 0 is a seed, not "random"
 
 

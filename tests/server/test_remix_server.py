@@ -23,6 +23,7 @@ from fixtures.audio import audio_bytes, data_uri, decode_audio_bytes, decode_aud
 from fixtures.peers import FileServer, Receiver
 from musicgen_remix.serve import schema_path
 
+from .levels import assert_default_loudness
 from .seeds import REMIX_SEED, parse_seed_inputs, schema_problems
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def test_sync_remix_returns_audio_of_the_song_length(remix_server: CogServer, so
     samples, sample_rate, container = decode_audio_uri(body["output"])
     assert container == "WAV"
     assert samples.shape[0] / sample_rate == pytest.approx(seconds, abs=0.02)
-    assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+    assert_default_loudness(samples, sample_rate)
     assert "seed: 0" in body["logs"] or "seed=0" in body["logs"], body["logs"]
     for stage in ("separation: ", "beats and tempo: 1/1", "chords: 1/1", "generate: ", "beat sync: 1/1"):
         assert stage in body["logs"], stage  # progress of every long stage reaches the logs
