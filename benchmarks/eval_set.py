@@ -91,6 +91,60 @@ PIECES: tuple[Piece, ...] = (
 )
 
 
+# Chord confirmation set: never used to choose anything in the chord decoder. Other keys, minor keys, sevenths
+# in every style, other GM instrumentations, and the chord instrument voiced drop-2, open, in first inversion or
+# as shells (fixtures.songs.VOICINGS). The decoder's settings were chosen on PIECES before these were rendered.
+CHORD_CONFIRMATION: tuple[Piece, ...] = (
+    piece("x-pop-100-e-strings-open", ("E:maj", "B:maj", "C#:min", "A:maj"), bpm=100, chord_program=48,
+          voicing="open", seed=11),
+    piece("x-pop-128-bb-organ-inv", ("Bb:maj", "F:maj", "G:min", "Eb:maj"), bpm=128, chord_program=16,
+          bass_program=34, voicing="inversion", seed=12),
+    piece("x-pop-112-pad-sevenths", ("A:min7", "D:min7", "G:7", "C:maj7"), bpm=112, chord_program=89,
+          bass_program=38, seed=13),
+    piece("x-pop-90-pickup-sevenths", ("G:maj", "E:min7", "A:min7", "D:7"), bpm=90, pickup=2, melody=True,
+          chord_program=25, bass_program=33, seed=14),
+    piece("x-pop-140-two-bar-d-guitar", ("D:maj", "D:maj", "A:maj", "A:maj", "B:min", "B:min", "G:maj", "G:maj"),
+          bpm=140, chord_program=29, bass_program=33, seed=15),
+    piece("x-pop-104-lead-in-inv", ("C:maj", "G:maj", "A:min", "F:maj"), bpm=104, lead_in=1.5, voicing="inversion",
+          seed=16),
+    piece("x-ballad-68-d-minor-epiano", ("D:min", "Bb:maj", "F:maj", "C:maj"), bpm=68, style="ballad",
+          chord_program=5, bass_program=32, seed=17),
+    piece("x-ballad-80-maj7-drop2", ("F:maj7", "G:maj", "E:min7", "A:min"), bpm=80, style="ballad", chord_program=0,
+          bass_program=0, voicing="drop2", seed=18),
+    piece("x-ballad-62-sevenths-epiano", ("A:maj7", "F#:min7", "B:min7", "E:7"), bpm=62, style="ballad",
+          chord_program=4, bass_program=32, voicing="drop2", seed=19),
+    piece("x-ballad-rit-84-sevenths", ("C:maj7", "A:min7", "D:min7", "G:7"), bpm=84, style="ballad",
+          tempo=ramp(24, 40, 84, 60), chord_program=0, bass_program=0, seed=20),
+    piece("x-swing-ballad-70-eb", ("Eb:maj7", "C:min7", "F:min7", "Bb:7"), bpm=70, style="ballad", swing=2 / 3,
+          chord_program=0, bass_program=32, seed=21),
+    piece("x-swing-120-blues-f", ("F:7", "Bb:7", "F:7", "C:7"), bpm=120, style="swing", swing=2 / 3, chord_program=0,
+          bass_program=32, seed=22),
+    piece("x-swing-104-guitar-shell", ("A:min7 D:7", "G:maj7", "C:maj7", "F#:hdim7 B:7", "E:min7", "E:min7"),
+          bpm=104, style="swing", swing=2 / 3, chord_program=26, bass_program=32, voicing="shell", seed=23),
+    piece("x-swing-160-vibes", ("C:maj7 A:min7", "D:min7 G:7"), bpm=160, style="swing", swing=2 / 3,
+          chord_program=11, bass_program=32, seed=24),
+    piece("x-bossa-110-guitar-drop2", ("A:min7", "D:7", "G:maj7", "C:maj7"), bpm=110, style="bossa",
+          chord_program=24, bass_program=32, voicing="drop2", seed=25),
+    piece("x-bossa-96-epiano", ("D:min7", "G:7", "C:maj7", "A:7"), bpm=96, style="bossa", chord_program=4,
+          bass_program=33, seed=26),
+    piece("x-bossa-120-open", ("C:maj7", "C:maj7", "D:7", "D:7", "D:min7", "G:7", "C:maj7", "C:maj7"), bpm=120,
+          style="bossa", chord_program=5, bass_program=32, voicing="open", seed=27),
+    piece("x-waltz-132-d-strings", ("D:maj", "A:7", "A:7", "D:maj", "G:maj", "D:maj", "A:7", "D:maj"), meter=3,
+          bpm=132, style="waltz", chord_program=48, bass_program=32, seed=28),
+    piece("x-waltz-90-a-minor-inv", ("A:min", "D:min", "E:7", "A:min"), meter=3, bpm=90, style="waltz",
+          chord_program=0, bass_program=33, voicing="inversion", seed=29),
+    piece("x-waltz-150-sevenths", ("G:maj7", "E:min7", "A:min7", "D:7"), meter=3, bpm=150, style="waltz",
+          chord_program=24, bass_program=32, seed=30),
+    piece("x-folk-6-8-84-harp", ("D:maj", "G:maj", "A:maj", "D:maj"), meter=2, division=3, bpm=84, style="folk",
+          chord_program=46, bass_program=32, seed=31),
+    piece("x-shuffle-12-8-72-e-blues", ("E:7", "A:7", "E:7", "B:7"), meter=4, division=3, bpm=72, style="shuffle",
+          chord_program=0, bass_program=33, seconds=28, seed=32),
+    piece("x-shuffle-12-8-96-guitar", ("G:7", "C:7", "G:7", "D:7"), meter=4, division=3, bpm=96, style="shuffle",
+          chord_program=27, bass_program=33, seed=33),
+    piece("x-march-2-4-120-trumpet", ("F:maj", "C:7", "F:maj", "Bb:maj"), meter=2, bpm=120, style="march",
+          chord_program=56, bass_program=58, seed=34),
+)
+
 @dataclass(frozen=True)
 class Pair:
     """A beat-sync pair: ``take`` is synced to ``song``; bar ``k`` of one is bar ``k`` of the other."""
