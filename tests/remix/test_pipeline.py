@@ -26,9 +26,16 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from fixtures.songs import have_fluidsynth, render_song
-from musicgen_remix.audio import LOUDNESS_CEILING_DBFS, LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio
+from musicgen_remix.audio import (
+    LOUDNESS_CEILING_DBFS,
+    LOUDNESS_TARGET_LUFS,
+    RMS_TARGET_DBFS,
+    integrated_loudness,
+    read_audio,
+)
 from musicgen_remix.errors import AudioError, InputError
 from musicgen_remix.remix.beatsync import AUTO_THRESHOLD_BEATS
 from musicgen_remix.remix.pipeline import RemixResult
@@ -69,6 +76,7 @@ class Run:
     demucs_calls: int  # outermost demucs.apply.apply_model calls
     descriptions: list[str | None]  # as passed to chord_attributes
     mbd_used: bool  # decode got a MultiBand Diffusion model
+    normalized: tuple[torch.Tensor, torch.Tensor]  # the mix before and after normalisation (float, as written)
     cwd_after: list[str]  # what the working directory held afterwards (it starts empty)
     extras: bool
 
@@ -78,6 +86,7 @@ class Spies:
     demucs_calls: int = 0
     descriptions: list[str | None] = field(default_factory=list)
     mbd: list[bool] = field(default_factory=list)
+    normalized: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -104,7 +113,8 @@ def service(tiny_weights: Path):
 
 @pytest.fixture(scope="module")
 def spies() -> Iterator[Spies]:
-    """Count demucs runs, record the descriptions and decoders generation gets, for the whole module."""
+    """Count demucs runs, record the descriptions and decoders generation gets and the mix as normalised, for the
+    whole module."""
     import demucs.apply
 
     import musicgen_remix.engine.take as take
@@ -113,7 +123,7 @@ def spies() -> Iterator[Spies]:
     spies = Spies()
     apply_model = demucs.apply.apply_model
     chord_attributes = chord_module.chord_attributes
-    decode = take.decode
+    decode, normalize = take.decode, take.normalize
     depth = 0
 
     def counting_apply_model(*args: Any, **kwargs: Any) -> Any:
@@ -134,10 +144,16 @@ def spies() -> Iterator[Spies]:
         spies.mbd.append(mbd is not None)
         return decode(*args, mbd=mbd, **kwargs)
 
+    def recording_normalize(wav: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        out = normalize(wav, *args, **kwargs)
+        spies.normalized.append((wav.detach().clone(), out.detach().clone()))
+        return out
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(demucs.apply, "apply_model", counting_apply_model)
         patch.setattr(chord_module, "chord_attributes", recording_chord_attributes)
         patch.setattr(take, "decode", recording_decode)
+        patch.setattr(take, "normalize", recording_normalize)
         yield spies
 
 
@@ -161,12 +177,14 @@ class Remixer:
         cwd.mkdir()
         separations, demucs_calls = self.service.separator.calls, self.spies.demucs_calls
         descriptions, decodes = len(self.spies.descriptions), len(self.spies.mbd)
+        normalized = len(self.spies.normalized)
         previous = Path.cwd()
         os.chdir(cwd)
         try:
             result = self.service.predict(request, out_dir, extras=extras)
         finally:
             os.chdir(previous)
+        (mix,) = self.spies.normalized[normalized:]  # the mix, and only the mix, is normalised
         run = Run(
             request=request,
             result=result,
@@ -175,6 +193,7 @@ class Remixer:
             demucs_calls=self.spies.demucs_calls - demucs_calls,
             descriptions=self.spies.descriptions[descriptions:],
             mbd_used=any(self.spies.mbd[decodes:]),
+            normalized=mix,
             cwd_after=sorted(os.listdir(cwd)),
             extras=extras,
         )
@@ -215,6 +234,10 @@ def decoded(run: Run) -> tuple[np.ndarray, int]:
     return audio.wav.numpy(), audio.sample_rate
 
 
+def mono_rms_dbfs(wav: torch.Tensor) -> float:
+    return float(20 * torch.log10(wav.double().mean(dim=0).pow(2).mean().sqrt()))
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -231,7 +254,8 @@ def test_every_remix_has_the_songs_length_two_channels_and_finite_audio(remix: R
     assert run.result.mix.parent == run.out_dir
     assert run.result.mix.name == f"remix.{run.request.output_format}"
     assert wav.shape[0] == 2
-    assert np.isfinite(wav).all()
+    written = run.normalized[1]  # float, before 16-bit quantisation could hide NaN or overs
+    assert bool(torch.isfinite(written).all()) and float(written.abs().max()) <= 1.0
     assert np.abs(wav).max() > 0.01  # not silence
     expected = song.frames * rate / SONG_RATE
     if run.request.output_format == "mp3":
@@ -286,10 +310,20 @@ def test_peak_normalisation_reaches_full_scale(remix: Remixer) -> None:
     assert abs(float(np.abs(wav).max()) - 1.0) <= PCM16_STEP
 
 
-@pytest.mark.parametrize("name", ["stereo-chord-large-clip-chords", "chord-large-mbd-rms-flac-unsynced"])
-def test_clip_and_rms_stay_within_full_scale(remix: Remixer, name: str) -> None:
-    wav, _ = decoded(get(remix, name))
-    assert np.abs(wav).max() <= 1.0
+def test_clip_clamps_the_mix_and_leaves_the_rest(remix: Remixer) -> None:
+    before, after = get(remix, "stereo-chord-large-clip-chords").normalized
+    assert float(before.abs().max()) > 1.0  # the tiny model's mix is hot: there are overs to clamp
+    assert torch.equal(after, before.clamp(-1.0, 1.0))
+
+
+def test_rms_brings_the_mix_to_the_target_level(remix: Remixer) -> None:
+    run = get(remix, "chord-large-mbd-rms-flac-unsynced")
+    before, after = run.normalized
+    assert abs(mono_rms_dbfs(before) - RMS_TARGET_DBFS) > 6.0  # far from the target before
+    assert float(after.abs().max()) < 1.0  # the limiter had nothing to do, so the level is exact
+    assert mono_rms_dbfs(after) == pytest.approx(RMS_TARGET_DBFS, abs=0.01)
+    wav, _ = decoded(run)
+    assert mono_rms_dbfs(torch.from_numpy(wav)) == pytest.approx(RMS_TARGET_DBFS, abs=0.05)  # and in the file
 
 
 def test_mp3_decodes_at_the_mix_rate(remix: Remixer) -> None:
