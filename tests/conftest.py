@@ -29,7 +29,10 @@ def _tiny_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_weights() -> Path:
-    """Tiny random weights in the release formats, written once per source version and reused."""
+    """Tiny random weights in the release formats, written once per source version and reused.
+
+    Only the path: no environment is changed for the rest of the session (a test that needs
+    ``MUSICGEN_REMIX_WEIGHTS`` sets it itself), so no test depends on running after another that used these."""
     import torch
 
     torch.set_num_threads(1)
@@ -43,7 +46,6 @@ def tiny_weights() -> Path:
 
             write_tiny_weights(root)
             done.write_text("ok")
-    os.environ["MUSICGEN_REMIX_WEIGHTS"] = str(root)
     return root
 
 

@@ -273,19 +273,3 @@ def test_warm_up_is_a_no_op_on_cpu(models) -> None:
 
     fastlm.warm_up(models("text").lm, "cpu")
     assert models("text").lm not in fastlm_cuda._runners
-
-
-def test_bench_decode_reports_json(tiny_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``python -m benchmarks.decode`` on the tiny architecture: its last line is one JSON object with the figures."""
-    import json
-
-    from benchmarks import decode
-
-    assert decode.main(["--arch", "tiny", "--seconds", "0.3", "--repeats", "1", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["tokens_equal"] is True and result["tokens_equal_sampled"] is True and result["fast_path"]
-    assert result["steps"] == 15 + 3 and result["stock_steps_per_s"] > 0 and result["ours_steps_per_s"] > 0
-    assert result["ratio"] > 0 and result["peak_mem_bytes"] >= 0 and result["bound_steps_per_s"] is None
-    with pytest.raises(SystemExit):
-        decode.main(["--arch", "tiny", "--seconds", "0"])
-    assert "--seconds=0.0 is not allowed" in capsys.readouterr().err
