@@ -34,6 +34,7 @@ def song(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_generate_writes_the_requested_file(tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "gen.flac"
     done = run_cli("generate", "--prompt", "lofi beat", "--duration", "3", "--seed", "0", "-o", str(out),
@@ -44,6 +45,7 @@ def test_generate_writes_the_requested_file(tiny_weights: Path, tmp_path: Path) 
     assert "seed 0" in done.stderr
 
 
+@pytest.mark.slow
 def test_generate_prints_the_seed_and_stays_quiet(tiny_weights: Path, tmp_path: Path) -> None:
     done = run_cli("generate", "--prompt", "lofi beat", "--duration", "1", "-o", str(tmp_path / "a.wav"),
                    weights=tiny_weights)
@@ -54,6 +56,7 @@ def test_generate_prints_the_seed_and_stays_quiet(tiny_weights: Path, tmp_path: 
         assert noise not in done.stderr, noise
 
 
+@pytest.mark.slow
 def test_verbose_shows_what_the_libraries_say(tiny_weights: Path, tmp_path: Path) -> None:
     done = run_cli("-v", "generate", "--prompt", "lofi beat", "--duration", "1", "-o", str(tmp_path / "a.wav"),
                    weights=tiny_weights)
@@ -92,6 +95,7 @@ def test_every_missing_asset_is_named_at_once(tmp_path: Path) -> None:
     assert "weights fetch musicgen-melody t5-base htdemucs encodec-32khz mbd" in error[0]
 
 
+@pytest.mark.slow
 def test_another_model_version_never_loads_melody(tiny_weights: Path, tmp_path: Path) -> None:
     root = tmp_path / "weights"
     root.mkdir()
@@ -124,6 +128,7 @@ def test_output_names_and_formats_must_agree(tmp_path: Path, command: list[str],
     assert not [p for p in tmp_path.iterdir() if p.suffix in (".ogg", ".wav", ".gif")]
 
 
+@pytest.mark.slow
 def test_analyze_json_prints_one_object_with_the_contract(song: Path) -> None:
     done = run_cli("analyze", str(song), "--json")
     assert done.returncode == 0, done.stderr
@@ -139,12 +144,14 @@ def test_analyze_json_prints_one_object_with_the_contract(song: Path) -> None:
     assert labels[:4] == ["C:maj", "G:maj", "A:min", "F:maj"]
 
 
+@pytest.mark.slow
 def test_analyze_without_json_prints_a_summary(song: Path) -> None:
     done = run_cli("analyze", str(song))
     assert done.returncode == 0, done.stderr
     assert "tempo: 120" in done.stdout and "C:maj" in done.stdout
 
 
+@pytest.mark.slow
 def test_sync_aligns_a_take_to_the_reference(tmp_path: Path) -> None:
     from fixtures.songs import have_fluidsynth, render_song
 
@@ -164,6 +171,7 @@ def test_sync_aligns_a_take_to_the_reference(tmp_path: Path) -> None:
     assert max(errors) <= 0.02, errors
 
 
+@pytest.mark.slow
 def test_remix_writes_the_mix_and_the_extras(tiny_weights: Path, song: Path, tmp_path: Path) -> None:
     outs = {name: tmp_path / name for name in ("mix.mp3", "inst.wav", "voc.wav", "analysis.json", "plot.jpg")}
     done = run_cli("remix", "--music-input", str(song), "--prompt", "reggae", "--seed", "1", "--model-version",

@@ -138,6 +138,7 @@ def test_melody_conditioning_on_melody_model(generate_service: GenerateService, 
     assert not same_audio(melody, text_only)
 
 
+@pytest.mark.slow
 def test_only_the_melody_the_model_uses_is_processed(generate_service: GenerateService, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A 70 s melody for a 3 s output: the chroma conditioner (which separates what it gets) sees the first

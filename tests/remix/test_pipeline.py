@@ -246,6 +246,7 @@ def digest(path: Path) -> str:
 # Every run: length, channels, finite audio, one separation, files only in the request directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_every_remix_has_the_songs_length_two_channels_and_finite_audio(remix: Remixer, song: Song,
                                                                         name: str) -> None:
@@ -265,6 +266,7 @@ def test_every_remix_has_the_songs_length_two_channels_and_finite_audio(remix: R
         assert abs(wav.shape[1] - expected) <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RUNS))
 def test_every_remix_separates_once_and_writes_only_its_request_directory(remix: Remixer, name: str) -> None:
     run = get(remix, name)
@@ -286,6 +288,7 @@ def test_every_model_version_is_covered_with_and_without_mbd() -> None:
     assert any(not inputs.get("multi_band_diffusion") for inputs in RUNS.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, inputs in RUNS.items() if inputs.get("multi_band_diffusion")])
 def test_multi_band_diffusion_decodes_when_asked(remix: Remixer, name: str) -> None:
     assert get(remix, name).mbd_used
@@ -296,6 +299,7 @@ def test_multi_band_diffusion_decodes_when_asked(remix: Remixer, name: str) -> N
 # Normalisation, measured on the files
 
 
+@pytest.mark.slow
 def test_loudness_normalisation_reaches_the_target_under_the_ceiling(remix: Remixer) -> None:
     wav, rate = decoded(get(remix, "chord-loudness-extras"))
     import torch
@@ -305,17 +309,20 @@ def test_loudness_normalisation_reaches_the_target_under_the_ceiling(remix: Remi
     assert np.abs(wav).max() <= 10 ** (LOUDNESS_CEILING_DBFS / 20) + PCM16_STEP
 
 
+@pytest.mark.slow
 def test_peak_normalisation_reaches_full_scale(remix: Remixer) -> None:
     wav, _ = decoded(get(remix, "stereo-chord-mbd-peak"))
     assert abs(float(np.abs(wav).max()) - 1.0) <= PCM16_STEP
 
 
+@pytest.mark.slow
 def test_clip_clamps_the_mix_and_leaves_the_rest(remix: Remixer) -> None:
     before, after = get(remix, "stereo-chord-large-clip-chords").normalized
     assert float(before.abs().max()) > 1.0  # the tiny model's mix is hot: there are overs to clamp
     assert torch.equal(after, before.clamp(-1.0, 1.0))
 
 
+@pytest.mark.slow
 def test_rms_brings_the_mix_to_the_target_level(remix: Remixer) -> None:
     run = get(remix, "chord-large-mbd-rms-flac-unsynced")
     before, after = run.normalized
@@ -326,6 +333,7 @@ def test_rms_brings_the_mix_to_the_target_level(remix: Remixer) -> None:
     assert mono_rms_dbfs(torch.from_numpy(wav)) == pytest.approx(RMS_TARGET_DBFS, abs=0.05)  # and in the file
 
 
+@pytest.mark.slow
 def test_mp3_decodes_at_the_mix_rate(remix: Remixer) -> None:
     run = get(remix, "stereo-chord-mp3")
     head = run.result.mix.read_bytes()[:3]
@@ -339,6 +347,7 @@ def test_mp3_decodes_at_the_mix_rate(remix: Remixer) -> None:
 # Extras
 
 
+@pytest.mark.slow
 def test_extras_write_stems_analysis_and_plot(remix: Remixer, song: Song) -> None:
     run = get(remix, "chord-loudness-extras")
     result = run.result
@@ -384,6 +393,7 @@ def test_extras_write_stems_analysis_and_plot(remix: Remixer, song: Song) -> Non
 # Seeds and determinism
 
 
+@pytest.mark.slow
 def test_same_seed_and_inputs_give_the_same_mix(remix: Remixer) -> None:
     first = get(remix, REPEAT)
     again = remix(f"{REPEAT}-again", **RUNS[REPEAT])
@@ -391,6 +401,7 @@ def test_same_seed_and_inputs_give_the_same_mix(remix: Remixer) -> None:
     assert digest(again.result.mix) == digest(first.result.mix)
 
 
+@pytest.mark.slow
 def test_seed_zero_is_a_seed_and_is_reported(remix: Remixer) -> None:
     run = get(remix, "chord-loudness-extras")
     assert run.result.seed == 0
@@ -402,6 +413,7 @@ def test_seed_zero_is_a_seed_and_is_reported(remix: Remixer) -> None:
 # Analysis: typed chords, tempo in the description
 
 
+@pytest.mark.slow
 def test_typed_chords_replace_the_detected_ones_one_per_bar(remix: Remixer, song: Song) -> None:
     analysis = get(remix, "stereo-chord-large-clip-chords").result.analysis
     downbeats = analysis.downbeats
@@ -423,11 +435,13 @@ def test_typed_chords_replace_the_detected_ones_one_per_bar(remix: Remixer, song
     assert chords[-1].end == pytest.approx(SONG_SECONDS)
 
 
+@pytest.mark.slow
 def test_detected_chords_cover_the_song(remix: Remixer) -> None:
     chords = get(remix, "chord-loudness-extras").result.analysis.chords
     assert chords and chords[0].start == 0.0 and chords[-1].end == pytest.approx(SONG_SECONDS)
 
 
+@pytest.mark.slow
 def test_description_carries_the_songs_tempo(remix: Remixer, song: Song) -> None:
     run = get(remix, "chord-loudness-extras")
     assert run.result.analysis.bpm is not None and round(run.result.analysis.bpm) == round(song.bpm)
@@ -440,6 +454,7 @@ def test_description_carries_the_songs_tempo(remix: Remixer, song: Song) -> None
 # Beat sync through the pipeline
 
 
+@pytest.mark.slow
 def test_a_threshold_nothing_meets_skips_beat_sync(remix: Remixer) -> None:
     run = get(remix, "chord-large-mbd-rms-flac-unsynced")
     generated = np.asarray(run.result.generated_downbeats)
@@ -451,6 +466,7 @@ def test_a_threshold_nothing_meets_skips_beat_sync(remix: Remixer) -> None:
     assert run.result.sync.matched.size == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["chord-loudness-extras", "stereo-chord-mbd-peak"])
 def test_automatic_threshold_spellings_work(remix: Remixer, name: str) -> None:
     run = get(remix, name)

@@ -30,7 +30,7 @@ from fixtures.peers import FileServer, Pace, Receiver, SilentPort
 if TYPE_CHECKING:
     from .conftest import StartServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 REMIX = {"prompt": "bossa nova", "seed": 0, "top_k": 50}
 

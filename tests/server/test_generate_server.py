@@ -22,7 +22,7 @@ from .seeds import GENERATE_SEED, parse_seed_inputs, schema_problems
 if TYPE_CHECKING:
     from fixtures.cogserver import CogServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 
 def succeeded(server: CogServer, inputs: dict) -> dict:

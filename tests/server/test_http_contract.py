@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .conftest import StartServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 LONG = {"prompt": "calm piano", "duration": 300, "seed": 0}
 SHORT = {"prompt": "calm piano", "duration": 2, "seed": 0}

@@ -21,7 +21,7 @@ from fixtures.peers import Receiver
 if TYPE_CHECKING:
     from fixtures.cogserver import CogServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 
 def shut_down(server: CogServer, timeout: float = 60.0) -> float:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from .conftest import StartServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 REPORT_KEYS = {"analysis", "seed", "sync", "generated_downbeats", "mix"}
 ANALYSIS_KEYS = {"duration", "sample_rate", "bpm", "beats", "downbeats", "chords", "meter"}

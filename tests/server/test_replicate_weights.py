@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from .conftest import StartServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 MAX_BYTES = 2_000_000  # above every tiny fine-tune (< 1 MB), far below a real one
 STALL_S, STALL_BYTES = 2, 4096  # a local peer delivers a tiny fine-tune in milliseconds
