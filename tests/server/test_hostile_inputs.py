@@ -2,7 +2,8 @@
 
 Each input gets either a 422 naming the field (Cog's own range and choice checks), or a failed prediction
 whose error names the field and the problem in plain words, and the server stays READY and correct
-(the module ends with valid predictions on both servers). Some unusual inputs are legal and must work.
+(each server's last request, when the module is done with it, is a valid prediction). Some unusual inputs are
+legal and must work.
 
 | input                                         | entrypoint(s)    | outcome                                        |
 |-----------------------------------------------|------------------|------------------------------------------------|
@@ -46,8 +47,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import lameenc
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
     from .conftest import StartServer
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
 GENERATE = {"prompt": "calm piano", "duration": 2, "seed": 0}
 REMIX = {"prompt": "bossa nova, nylon guitar", "seed": 0, "top_k": 50}
@@ -77,20 +77,50 @@ def _repo_listing() -> set[str]:
     return {p.name for p in REPO.iterdir() if p.name not in CACHES}
 
 
+# The module-wide invariants (nothing written to the repository root, at most one request directory left, the
+# servers still correct) are checked when the module's fixtures end: after every test that ran, in any order.
+
+
 @pytest.fixture(scope="module", autouse=True)
-def repo_root_before() -> set[str]:
-    """The repository root's listing before this module's servers start (autouse: taken first)."""
-    return _repo_listing()
+def repository_root_untouched() -> Iterator[None]:
+    """Nothing is written to the repository root, the servers' working directory: listed before they start
+    (autouse: set up first), compared after they stop (torn down last)."""
+    before = _repo_listing()
+    yield
+    new = _repo_listing() - before
+    assert not new, f"written to the servers' working directory: {sorted(new)}"
 
 
 @pytest.fixture(scope="module")
-def generate_server(cog_servers: StartServer) -> CogServer:
-    return cog_servers("generate")
+def generate_server(cog_servers: StartServer) -> Iterator[CogServer]:
+    server = cog_servers("generate")
+    yield server
+    # Still correct after everything this module sent it.
+    assert_works(server, {**GENERATE, "seed": 7}, GENERATE["duration"])
 
 
 @pytest.fixture(scope="module")
-def remix_server(cog_servers: StartServer) -> CogServer:
-    return cog_servers("remix")
+def remix_server(cog_servers: StartServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CogServer]:
+    server = cog_servers("remix")
+    yield server
+    # After this module's remix requests (successes, failures in predict, failed URL downloads): at most one
+    # request directory. Cog leaks one empty temporary file per URL input whose download fails (it creates the
+    # file, then the download raises before it records the path it would clean up); the next request removes
+    # those older than serving.LEFTOVER_AGE_S. Nothing else may be left.
+    assert len(server.request_dirs()) <= 1
+    leftovers = [p for p in server.tmpdir.iterdir() if p.name.startswith("tmp")]
+    assert all(p.is_file() and p.stat().st_size == 0 for p in leftovers), [
+        (p.name, p.stat().st_size) for p in leftovers]
+    assert len(leftovers) <= 2, [p.name for p in leftovers]  # the two failed downloads of this module
+    # Still correct after all of it: a real remix of a rendered song (when fluidsynth can render one).
+    from fixtures.songs import have_fluidsynth, render_song
+
+    if have_fluidsynth():
+        song = tmp_path_factory.mktemp("song") / "song.wav"
+        render_song(song, progression=["A:min", "F:maj", "C:maj", "G:maj"], bars=4, bpm=120.0)
+        body = server.predict(inputs_for("remix", music_input=data_uri(song.read_bytes())), timeout=300).json()
+        assert body["status"] == "succeeded", f"{body.get('error')}\n{body.get('logs')}"
+        assert decode_audio_uri(body["output"])[0].shape[0] > 0
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +354,7 @@ def test_music_input_url_that_never_answers_fails_within_a_bound(remix_server: C
 
 
 # ----------------------------------------------------------------------------------------------------
-# Isolation, and the servers are still correct
+# Isolation (the module-wide checks are in the fixtures above)
 
 
 def test_failed_requests_leave_no_directory(generate_server: CogServer) -> None:
@@ -343,39 +373,6 @@ def test_failed_requests_leave_no_directory(generate_server: CogServer) -> None:
     # Nothing else was left behind: no copies of downloaded inputs, no stray files.
     leftovers = {name for name in server.tmp_entries() if not name.startswith("musicgen-remix-")} - baseline
     assert not leftovers, leftovers
-
-
-def test_remix_requests_leave_at_most_one_directory(remix_server: CogServer) -> None:
-    """After this module's remix requests (successes, failures in predict, failed URL downloads)."""
-    assert len(remix_server.request_dirs()) <= 1
-    leftovers = [p for p in remix_server.tmpdir.iterdir() if p.name.startswith("tmp")]
-    # Cog leaks one empty temporary file per URL input whose download fails (it creates the file, then the
-    # download raises before it records the path it would clean up); the next request removes those older
-    # than serving.LEFTOVER_AGE_S. Nothing else may be left.
-    assert all(p.is_file() and p.stat().st_size == 0 for p in leftovers), [
-        (p.name, p.stat().st_size) for p in leftovers]
-    assert len(leftovers) <= 2, [p.name for p in leftovers]  # the two failed downloads of this module
-
-
-def test_servers_are_correct_after_all_of_the_above(servers: dict[str, CogServer], tmp_path: Path) -> None:
-    from fixtures.songs import have_fluidsynth, render_song
-
-    generate = servers["generate"]
-    assert_works(generate, {**GENERATE, "seed": 7}, GENERATE["duration"])
-    if not have_fluidsynth():
-        pytest.skip("fluidsynth and the GM soundfont are needed to render a song")
-    song = tmp_path / "song.wav"
-    render_song(song, progression=["A:min", "F:maj", "C:maj", "G:maj"], bars=4, bpm=120.0)
-    body = servers["remix"].predict(inputs_for("remix", music_input=data_uri(song.read_bytes())), timeout=300).json()
-    assert body["status"] == "succeeded", f"{body.get('error')}\n{body.get('logs')}"
-    assert decode_audio_uri(body["output"])[0].shape[0] > 0
-
-
-def test_nothing_is_written_to_the_repository_root(repo_root_before: set[str],
-                                                   servers: dict[str, CogServer]) -> None:
-    assert servers  # the servers ran from the repository root for the whole module
-    new = _repo_listing() - repo_root_before
-    assert not new, f"written to the servers' working directory: {sorted(new)}"
 
 
 # ----------------------------------------------------------------------------------------------------
