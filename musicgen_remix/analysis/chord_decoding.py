@@ -111,8 +111,10 @@ def semitone_spectrum(spectrogram: np.ndarray) -> np.ndarray:
     return padded[:, : semitones * CQT_BINS_PER_SEMITONE].reshape(-1, semitones, CQT_BINS_PER_SEMITONE).max(axis=2)
 
 
-def treble_chroma(spectrogram: np.ndarray, low_midi: int = TREBLE_LOW_MIDI) -> np.ndarray:
-    """``[frames, 12]`` (C = 0): semitone magnitudes from ``low_midi`` up, summed per pitch class."""
+def treble_chroma(spectrogram: np.ndarray, low_midi: int | None = None) -> np.ndarray:
+    """``[frames, 12]`` (C = 0): semitone magnitudes from ``low_midi`` (:data:`TREBLE_LOW_MIDI`) up, summed per
+    pitch class."""
+    low_midi = TREBLE_LOW_MIDI if low_midi is None else low_midi
     semitones = semitone_spectrum(spectrogram)
     midi = CQT_LOWEST_MIDI + np.arange(semitones.shape[1])
     chroma = np.zeros((semitones.shape[0], 12), dtype=np.float64)
