@@ -12,7 +12,9 @@ with pretty_midi + fluidsynth (``fixtures/songs.py``). Printed, beside the issue
   to the tracked beats; totals for the 24 tuning pieces, the 2 held-out ones and all; recall per reference
   quality; the errors split into those within 0.3 s of a reference chord change (boundaries) and the rest
   (labels); seconds per 30 s of audio for the networks and each decoder. ``--confirmation`` adds the same for
-  ``CHORD_CONFIRMATION`` (24 more renders, never used to choose the decoder's settings).
+  ``CHORD_CONFIRMATION`` (24 more renders, never used to choose the decoder's settings); ``--drumless`` the same
+  on the set rendered without its drum kit (what the remix's drumless stem would be with a perfect separation),
+  with the beats tracked on the full mix as the remix tracks them.
 - **sync**: for each pair, the take's downbeats are tracked and the take is synced to the song (its audio
   given, as the remix does). Downbeat error: bar ``b`` of the take should land on bar ``b`` of the song;
   where it lands is the applied time map at the take's true downbeat, refined by the lag (+-30 ms) at which
@@ -29,6 +31,7 @@ The last line is JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import tempfile
@@ -63,6 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("all", "analysis", "chords", "sync"), default="all")
     parser.add_argument("--confirmation", action="store_true", help="also score the chord confirmation set")
+    parser.add_argument("--drumless", action="store_true",
+                        help="also score chords on renders without drums (beats still tracked on the full mix)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not have_fluidsynth():
@@ -87,6 +92,14 @@ def main() -> None:
                 confirmation = _chords(extra, extra_beats, held_out=())
                 summary["confirmation"] = {key: confirmation[key] for key in
                                            ("majmin", "sevenths", "majmin_framewise", "sevenths_framewise")}
+            if args.drumless:
+                print("\nDrumless renders (chords on the mix without its drum kit, as the remix recognises them on "
+                      "the drumless stem; beats tracked on the full mix):")
+                drumless = {piece.name: render_piece(folder / f"{piece.name}-drumless.wav",
+                                                     dataclasses.replace(piece, drums=False)) for piece in PIECES}
+                result = _chords(drumless, tracked, held_out=HELD_OUT)
+                summary["drumless"] = {key: result[key] for key in
+                                       ("majmin", "sevenths", "majmin_framewise", "sevenths_framewise")}
         if args.part in ("all", "sync"):
             summary.update(_sync(folder))
     met = {key: (summary[key] >= goal if not key.endswith("_ms") else summary[key] <= goal)  # type: ignore[operator]
