@@ -74,7 +74,7 @@ def run_generate(job: GenerateJob, loaded: Loaded, store: ModelStore, out_dir: P
                       audio.sample_rate)
     # 5. Normalise and write, with what made it.
     path = deliver(audio, shared, out_dir, "output", _provenance(job, info.name))
-    logger.info("wrote %s (%.2f s, %d ch)", path.name, audio.duration, audio.channels)
+    logger.info("generated %.2f s, %d ch", audio.duration, audio.channels)
     return GenerateResult(path=path, seed=shared.seed, model=info.name, sample_rate=audio.sample_rate,
                           channels=audio.channels, seconds=audio.duration)
 
