@@ -82,6 +82,26 @@ def test_bad_input_is_refused_naming_the_flag_before_any_weights(tmp_path: Path,
     assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.parametrize(("command", "flag"), [
+    (["generate", "--prompt", "x", "--input-audio"], "--input-audio"),
+    (["remix", "--prompt", "x", "--music-input"], "--music-input"),
+])
+@pytest.mark.parametrize(("name", "what"), [
+    ("missing.wav", "an existing audio file (this file does not exist)"),
+    ("empty.wav", "a non-empty audio file (this file is 0 bytes)"),
+])
+def test_an_unusable_input_file_is_refused_before_any_weights(tmp_path: Path, command: list[str], flag: str,
+                                                              name: str, what: str) -> None:
+    """A typo in a file name is found before anything is looked for or loaded (an empty weights root)."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    (tmp_path / "empty.wav").touch()
+    done = run_cli(*command, str(tmp_path / name), "-o", str(tmp_path / "x.wav"), weights=empty)
+    assert done.returncode == 2, done.stderr
+    assert f"{flag}={name!r} is not allowed: {what}" in done.stderr, done.stderr
+    assert "loading" not in done.stderr and "are not under" not in done.stderr
+
+
 def test_every_missing_asset_is_named_at_once(tmp_path: Path) -> None:
     empty = tmp_path / "no-weights"
     empty.mkdir()

@@ -84,6 +84,23 @@ class Audio:
 # Reading
 
 
+def check_audio_file(path: Path, field: str) -> None:
+    """What can be said of an audio input without decoding it: it exists, is a regular file, is not empty.
+
+    Request checks call this before any model is loaded; :func:`read_audio` calls it again.
+
+    Raises:
+        AudioError: naming ``field`` and the file's name.
+    """
+    name = path.name
+    if not path.exists():
+        raise AudioError(field, name, "an existing audio file (this file does not exist)")
+    if not path.is_file():
+        raise AudioError(field, name, "an audio file (this path is not a regular file)")
+    if path.stat().st_size == 0:
+        raise AudioError(field, name, "a non-empty audio file (this file is 0 bytes)")
+
+
 def read_audio(path: str | Path, *, field: str = "input_audio", max_seconds: float | None = None) -> Audio:
     """Decode an audio file into an :class:`Audio` at its own sample rate and channel count.
 
@@ -101,12 +118,7 @@ def read_audio(path: str | Path, *, field: str = "input_audio", max_seconds: flo
     """
     path = Path(path)
     name = path.name
-    if not path.exists():
-        raise AudioError(field, name, "an existing audio file (this file does not exist)")
-    if not path.is_file():
-        raise AudioError(field, name, "an audio file (this path is not a regular file)")
-    if path.stat().st_size == 0:
-        raise AudioError(field, name, "a non-empty audio file (this file is 0 bytes)")
+    check_audio_file(path, field)
 
     check_length = _LengthCap(field, name, max_seconds)
     decoded = _read_with_soundfile(path, check_length)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
 
+from musicgen_remix.audio.io import check_audio_file
 from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
 
@@ -64,6 +65,8 @@ def check_request(req: GenerateRequest) -> GenerateJob:
                                                "continue or to take the melody from")
     if req.continuation and req.input_audio is None:
         raise InputError("input_audio", None, "an audio file when continuation is true")
+    if req.input_audio is not None:
+        check_audio_file(Path(req.input_audio), "input_audio")
     if isinstance(req.duration, bool) or not 1 <= req.duration <= DURATION_MAX_S:
         raise InputError("duration", req.duration, f"seconds from 1 to {DURATION_MAX_S}")
     if isinstance(req.continuation_start, bool) or not req.continuation_start >= 0:

@@ -9,6 +9,7 @@ from typing import Literal, cast, get_args
 
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
+from musicgen_remix.audio.io import check_audio_file
 from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
 from musicgen_remix.remix.beatsync import check_threshold
@@ -64,6 +65,7 @@ def check_remix_request(req: RemixRequest) -> RemixJob:
                                                "nylon guitar'")
     if req.music_input is None:
         raise InputError("music_input", None, "an audio file of the song to remix")
+    check_audio_file(Path(req.music_input), "music_input")
     shared = req.check_shared()
     if req.model_version not in CHORD_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
