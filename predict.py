@@ -26,6 +26,7 @@ class GenerateRunner(BaseRunner):
         self.entrypoint = Entrypoint()
         # Replicate sets COG_WEIGHTS (a URL) on a version made by a training: that fine-tune is the default.
         self.service = GenerateService(weights)
+        self.entrypoint.ready()
 
     def run(
         self,
@@ -85,6 +86,7 @@ class RemixRunner(BaseRunner):
 
         self.entrypoint = Entrypoint()
         self.service = RemixService()
+        self.entrypoint.ready()
 
     def run(
         self,

@@ -1,19 +1,22 @@
 """Soak run of a server (not a test): many sequential predictions, memory and files before and after.
 
 Starts one entrypoint with ``python -m musicgen_remix serve`` (Cog 0.23's coglet, as the server tests do:
-127.0.0.1, its own TMPDIR) on tiny weights, warms it up with one prediction of each kind below, then runs N
-sequential predictions cycling through them. ``generate``: text-only, continuation of a data-URI wav, melody
-from a data-URI wav, mp3 and flac outputs, and a few bad inputs (a NaN wav, a prompt with control
-characters, a top_k above the codebook, an out-of-range top_p that Cog answers with 422). ``remix-detailed``:
-remixes of a rendered song (every product returned), in wav and mp3, and bad inputs (a silent song, a
-prompt with control characters). Bad inputs are expected to fail; every other prediction is an expected
-success.
+127.0.0.1, its own TMPDIR) on tiny weights, warms it up with rounds of one prediction of each kind below
+(``--warm-up-rounds``, 4), then runs N sequential predictions cycling through them. ``generate``: text-only,
+continuation of a data-URI wav, melody from a data-URI wav, mp3 and flac outputs, and a few bad inputs (a NaN
+wav, a prompt with control characters, a top_k above the codebook, an out-of-range top_p that Cog answers with
+422). ``remix-detailed``: remixes of a rendered song (every product returned), in wav and mp3, and bad inputs
+(a silent song, a prompt with control characters). Bad inputs are expected to fail; every other prediction is
+an expected success.
 
-Printed: the resident memory of the server's process tree (server + predictor worker) after the warm-up
-and at the end (and after the very first prediction, for scale), files left in the server's TMPDIR
+Printed: the resident memory of the server's process tree (server + predictor worker), sampled after every
+prediction: after the warm-up and at the end, each process's own, and the growth that the target is set on,
+the median of the last ten samples against the median of the first ten (a single sample lands anywhere on
+the saw-tooth of memory freed and given back between requests; a leak moves the median), files left in the
+server's TMPDIR
 (beyond what was there after the warm-up; the last request's own directory is kept by design until the
 next request, for Cog to read its output), and failures (expected successes that failed, or bad inputs
-that did not fail). Targets: under 5 % RSS growth, no files left, no failures; the exit status is 1 when
+that did not fail). Targets: under 5 % RSS growth (medians), no files left, no failures; the exit status is 1 when
 a target is missed.
 
 Also printed: what the Cog runtime itself leaves in ``/tmp/coglet`` (its per-prediction directories).
@@ -36,9 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from fixtures.audio import SAMPLE_RATE, audio_bytes, data_uri, sine
-from fixtures.cogserver import CogServer, start_cog_server
+from fixtures.cogserver import CogServer, rss_bytes, start_cog_server
 
 RSS_GROWTH_TARGET = 0.05
+MEDIAN_WINDOW = 10
+WARM_UP_ROUNDS = 4
 COGLET_TMP = Path("/tmp/coglet")
 
 
@@ -127,6 +132,18 @@ def _run(server: CogServer, case: Case, index: int) -> tuple[bool, str]:
     return body["status"] == "failed", f"{body['status']}: {body.get('error')}"
 
 
+def _per_process(server: CogServer) -> dict[int, tuple[str, int]]:
+    """pid -> (command name, RSS bytes) for the server and each process under it."""
+    found = {}
+    for pid in server.process_tree():
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        found[pid] = (name, rss_bytes(pid))
+    return found
+
+
 def _leftovers(server: CogServer, baseline: set[str]) -> tuple[list[str], list[str]]:
     """(new entries in TMPDIR other than the last request's directory, every request directory)."""
     dirs = [p.name for p in server.request_dirs()]
@@ -139,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entrypoint", choices=["generate", "remix-detailed"], default="generate")
     parser.add_argument("--predictions", type=int, default=50)
+    parser.add_argument("--warm-up-rounds", type=int, default=WARM_UP_ROUNDS,
+                        help="rounds of one prediction of each kind before measuring (default %(default)s)")
     args = parser.parse_args(argv)
 
     cases = GENERATE_CASES if args.entrypoint == "generate" else _remix_cases()
@@ -149,9 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     server = start_cog_server(args.entrypoint, weights=weights, workdir=workdir)
     print(f"server READY in {time.monotonic() - started:.1f} s (TMPDIR {server.tmpdir})", flush=True)
     try:
-        # Warm-up: one prediction of each kind, since each code path loads what it needs on first use
-        # (the chroma extractor for melody, the mp3 encoder, ...): that is not growth over time.
-        for index, case in enumerate(cases):
+        # Warm-up: rounds of one prediction of each kind, since each code path loads what it needs on first
+        # use (the chroma extractor for melody, the mp3 encoder, ...) and the process's memory settles over the
+        # first tens of predictions (generate on tiny weights: about +50 MiB up to the 40th, flat from there
+        # to the 300th): that is not growth over time.
+        warm_up = cases * max(1, args.warm_up_rounds)
+        for index, case in enumerate(warm_up):
             ok, note = _run(server, case, 1000 + index)
             if not ok:
                 print(f"warm-up prediction {case.name} failed: {note}\n{server.log_tail()}")
@@ -159,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             if index == 0:
                 print(f"after the first prediction: RSS {server.rss_bytes() / 2**20:.1f} MiB", flush=True)
         rss_start = server.rss_bytes()
+        per_process_start = _per_process(server)
         baseline = set(server.tmp_entries()) - {p.name for p in server.request_dirs()}
-        print(f"after warm-up ({len(cases)} predictions, one of each kind): RSS {rss_start / 2**20:.1f} MiB over "
-              f"pids {server.process_tree()}", flush=True)
+        print(f"after warm-up ({len(warm_up)} predictions, {len(warm_up) // len(cases)} of each kind): "
+              f"RSS {rss_start / 2**20:.1f} MiB over pids {server.process_tree()}", flush=True)
 
         failures: list[str] = []
+        samples: list[int] = []
         expected_successes = 0
         seconds: list[float] = []
         for index in range(args.predictions):
@@ -174,17 +198,24 @@ def main(argv: list[str] | None = None) -> int:
             seconds.append(time.monotonic() - tick)
             if not ok:
                 failures.append(f"#{index + 1} {case.name}: {note}")
+            samples.append(server.rss_bytes())
             if (index + 1) % 10 == 0:
-                print(f"  {index + 1:3d} predictions, RSS {server.rss_bytes() / 2**20:.1f} MiB", flush=True)
+                print(f"  {index + 1:3d} predictions, RSS {samples[-1] / 2**20:.1f} MiB", flush=True)
 
-        rss_end = server.rss_bytes()
+        rss_end = samples[-1]
         left, dirs = _leftovers(server, baseline)
-        growth = (rss_end - rss_start) / rss_start
+        window = min(MEDIAN_WINDOW, max(1, len(samples) // 2))
+        first, last = float(np.median(samples[:window])), float(np.median(samples[-window:]))
+        growth = (last - first) / first
         print(f"predictions: {args.predictions} ({expected_successes} valid, "
               f"{args.predictions - expected_successes} bad inputs); mean {np.mean(seconds):.2f} s, "
               f"max {np.max(seconds):.2f} s each")
-        print(f"RSS: start {rss_start / 2**20:.1f} MiB, end {rss_end / 2**20:.1f} MiB, growth {growth:+.2%} "
-              f"(target < {RSS_GROWTH_TARGET:.0%})")
+        print(f"RSS: after warm-up {rss_start / 2**20:.1f} MiB, at the end {rss_end / 2**20:.1f} MiB, highest "
+              f"{max(samples) / 2**20:.1f} MiB; median of the first {window} samples {first / 2**20:.1f} MiB, of the "
+              f"last {window} {last / 2**20:.1f} MiB: growth {growth:+.2%} (target < {RSS_GROWTH_TARGET:.0%})")
+        for pid, (name, end) in _per_process(server).items():
+            start = per_process_start.get(pid, (name, 0))[1]
+            print(f"  pid {pid} {name}: {start / 2**20:.1f} -> {end / 2**20:.1f} MiB")
         print(f"files left in TMPDIR: {len(left)} {left}; request directories: {len(dirs)} (the last one's is "
               "kept until the next request)")
         coglet_left = sorted(_coglet_entries() - coglet_before)

@@ -23,23 +23,21 @@ MAX_BAR_LABELS = 48  # beyond this many bars, every n-th bar is numbered
 
 
 def figure(rows: int, heights: Sequence[float]) -> tuple[Any, list[Any]]:
-    """A figure of ``rows`` panels sharing the time axis (matplotlib without a display)."""
-    import matplotlib
+    """A figure of ``rows`` panels sharing the time axis.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    A bare :class:`matplotlib.figure.Figure` (Agg canvas), not pyplot: no process-wide figure registry to
+    share between the server's prediction threads, and nothing kept once the figure is dropped.
+    """
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(rows, 1, figsize=(14, 1.6 * sum(heights)), sharex=True,
-                             gridspec_kw={"height_ratios": list(heights)})
+    fig = Figure(figsize=(14, 1.6 * sum(heights)))
+    axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": list(heights)})
     return fig, list(np.atleast_1d(axes))
 
 
 def save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -65,9 +63,9 @@ def draw_song(ax: Any, song: np.ndarray, sample_rate: int, downbeats: Sequence[f
 
 def draw_chords(ax: Any, chords: Sequence[Chord], duration: float) -> None:
     """The chord timeline, each chord in lead-sheet spelling, one colour per chord."""
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
 
-    palette = plt.get_cmap("tab20")
+    palette = colormaps["tab20"]
     labels = sorted({c.label for c in chords})
     for chord in chords:
         fill: Any = "0.9" if chord.label == "N" else palette(labels.index(chord.label) % 20)
