@@ -365,7 +365,7 @@ def sync_to_reference(
         if after.total < before.total:
             plan = dataclasses.replace(plan, skipped_reason=(
                 f"the stretched take agreed less with the song ({after.total:.3f}: onsets {after.onset:.3f}, "
-                f"harmony {after.harmony}) than the unstretched one ({before.total:.3f})"))
+                f"harmony {after.harmony:.3f}) than the unstretched one ({before.total:.3f})"))
             logger.info("beat sync measured worse than none, kept unstretched: %s", plan.skipped_reason)
             return _audio(unsynced, audio), plan
     distance = np.abs(plan.residuals)
