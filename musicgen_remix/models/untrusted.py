@@ -14,7 +14,11 @@ So, before any builder sees a caller's config:
    (``${sample_rate}``), which only copy values within the config, and rebuilds the config from plain
    values, so nothing downstream can resolve anything.
 2. :func:`check_lm_config` accepts only the architectures that exist: the MusicGen release families
-   (:data:`LM_FAMILIES`), their codebooks, the T5 / chroma conditioners they use.
+   (:data:`LM_FAMILIES`), their codebooks and delay pattern, the T5 / chroma conditioners they use with
+   the released chroma settings, a training segment of at most 30 s, and no settings that make the
+   builder read server paths (``eval_wavs``). Every setting a builder sizes a buffer from is pinned: the
+   transformer by its family, the chroma extractor's window by ``radix2_exp``, the conditioner's
+   length buffer by ``dataset.segment_duration``, the token pattern by its delays.
 3. :func:`check_lm_state` compares the state dict's transformer tensors with the declared architecture
    built on the ``meta`` device (no memory), so a model is only built when the file holds its weights.
 
@@ -56,6 +60,15 @@ LM_FAMILIES = (
     # The project's own test scale (tests and the offline quick start): 0.16 M parameters.
     LmFamily("tiny", 32, 2, 2, card=256),
 )
+# The chroma conditioners' settings as every release and sakemin's chord models have them (audiocraft's
+# config/conditioner/chroma2music.yaml, sakemin's chord2music.yaml). ``radix2_exp`` sizes the STFT window
+# (2**14); ``nfft``/``winlen``/``winhop`` would override it; ``eval_wavs`` names a dataset path on the server.
+CHROMA_SETTINGS = {"sample_rate": SAMPLE_RATE, "n_chroma": 12, "radix2_exp": 14}
+CHROMA_ABSENT = ("nfft", "winlen", "winhop", "eval_wavs")
+# ``dataset.segment_duration``: the generation window and the chroma conditioner's length buffer
+# (``sample_rate * duration`` samples at build time). Releases train on 30 s; fine-tunes on at most that.
+MAX_SEGMENT_S = 30.0
+RELEASE_DELAYS = {1: [0, 1, 2, 3], 2: [0, 0, 1, 1, 2, 2, 3, 3]}
 CONDITIONER_MODELS = {"description": frozenset({"t5"}), "self_wav": frozenset({"chroma_stem", "chroma_chord"})}
 T5_NAMES = frozenset({"t5-base"})
 
@@ -163,6 +176,7 @@ def check_lm_config(cfg: Any, source: str, *, conditioning: str = "chroma_stem")
         if lm.get("hidden_scale", 4) != 4:
             problems.append("transformer_lm.hidden_scale is not 4")
     problems += _conditioner_problems(cfg.get("conditioners"), conditioning)
+    problems += _sizing_problems(cfg, channels)
     if problems:
         raise WeightsError(f"{source} is not a supported MusicGen checkpoint: " + "; ".join(problems))
     return cast(LmFamily, family)
@@ -183,6 +197,31 @@ def _conditioner_problems(conditioners: Any, conditioning: str) -> list[str]:
             problems.append(f"conditioners.{name} is not one of {sorted(allowed) or 'nothing'}")
         elif model == "t5" and (node.get("t5") or {}).get("name") not in T5_NAMES:
             problems.append(f"conditioners.{name}.t5.name is not one of {sorted(T5_NAMES)}")
+    return problems
+
+
+def _sizing_problems(cfg: Any, channels: Any) -> list[str]:
+    """Settings outside the transformer that the builders size memory from, or that read server files."""
+    problems = []
+    segment = (cfg.get("dataset") or {}).get("segment_duration")
+    if isinstance(segment, bool) or not isinstance(segment, int | float) or not 0 < segment <= MAX_SEGMENT_S:
+        problems.append(f"dataset.segment_duration is not a duration in (0, {MAX_SEGMENT_S:g}] s")
+    pattern = cfg.get("codebooks_pattern") or {}
+    delay = pattern.get("delay") if isinstance(pattern, Mapping) else None
+    expected = RELEASE_DELAYS.get(channels if channels in (1, 2) else 1)
+    if not isinstance(delay, Mapping) or pattern.get("modeling") != "delay" or list(delay.get("delays") or []) \
+            != expected or delay.get("flatten_first", 0) != 0 or delay.get("empty_initial", 0) != 0:
+        problems.append(f"codebooks_pattern is not the released delay pattern {expected}")
+    self_wav = (cfg.get("conditioners") or {}).get("self_wav")
+    if isinstance(self_wav, Mapping):
+        settings = self_wav.get(str(self_wav.get("model")))
+        if not isinstance(settings, Mapping):
+            problems.append("conditioners.self_wav has no settings for its model")
+        else:
+            problems += [f"conditioners.self_wav.{key} is not {value}" for key, value in CHROMA_SETTINGS.items()
+                         if settings.get(key) != value]
+            problems += [f"conditioners.self_wav.{key} is set (only the released defaults are accepted)"
+                         for key in CHROMA_ABSENT if settings.get(key) is not None]
     return problems
 
 

@@ -138,10 +138,18 @@ def test_a_small_file_declaring_a_large_model_is_refused_before_building(tiny_we
     ("transformer_lm.n_q", 32, "n_q is not 4"),
     ("conditioners.description.t5.name", "t5-11b", "t5.name is not one of"),
     ("conditioners.self_wav.model", "clap", "conditioners.self_wav is not one of"),
+    # What the builders size buffers from or read beyond the transformer (found by attack: each was accepted).
+    ("dataset.segment_duration", 1e9, "dataset.segment_duration is not a duration"),
+    ("conditioners.self_wav.chroma_stem.radix2_exp", 34, "self_wav.radix2_exp is not 14"),
+    ("conditioners.self_wav.chroma_stem.n_chroma", 100000, "self_wav.n_chroma is not 12"),
+    ("conditioners.self_wav.chroma_stem.nfft", 2**30, "self_wav.nfft is set"),
+    ("conditioners.self_wav.chroma_stem.eval_wavs", "/etc/passwd", "self_wav.eval_wavs is set"),
+    ("codebooks_pattern.delay.delays", [0, 1, 2, 10**9], "not the released delay pattern"),
+    ("codebooks_pattern.modeling", "unroll", "not the released delay pattern"),
 ])
 def test_architectures_that_do_not_exist_are_refused(tiny_weights: Path, tmp_path: Path, key: str, value: Any,
                                                      problem: str) -> None:
-    path = edited(tiny_weights, tmp_path, lambda pkg: OmegaConf.update(pkg["xp.cfg"], key, value))
+    path = edited(tiny_weights, tmp_path, lambda pkg: OmegaConf.update(pkg["xp.cfg"], key, value, force_add=True))
     with pytest.raises(WeightsError, match="not a supported MusicGen checkpoint") as info:
         load_finetune(path, encodec_dir(tiny_weights), "cpu")
     assert problem in str(info.value)
