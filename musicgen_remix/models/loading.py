@@ -160,13 +160,15 @@ def load_mbd(mbd_file: Path, encodec_dir: Path, device: str) -> MultiBandDiffusi
         sample_rate, n_bands = int(pkg["sample_rate"]), int(pkg["n_bands"])
         processes = []
         for band in range(n_bands):
-            cfg = pkg[band]["cfg"]
+            cfg = inert_config(pkg[band]["cfg"], f"{mbd_file.name} band {band}")
             model = builders.get_diffusion_model(cfg)
             model.load_state_dict(pkg[band]["model_state"])
             processor = builders.get_processor(cfg=cfg.processor, sample_rate=sample_rate)
             processor.load_state_dict(pkg[band]["processor_state"])
             schedule = NoiseSchedule(**cfg.schedule, sample_processor=processor.to(device), device=device)
             processes.append(DiffusionProcess(model=model.to(device).eval(), noise_schedule=schedule))
+    except WeightsError:
+        raise
     except Exception as exc:  # a file of the wrong layout fails in many ways; all of them mean "not MBD"
         raise WeightsError(f"{mbd_file.name} is not a MultiBand Diffusion checkpoint for MusicGen "
                            f"({type(exc).__name__}: {str(exc)[:160]})") from None

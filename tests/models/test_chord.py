@@ -124,6 +124,18 @@ def test_refuses_a_state_dict_that_does_not_match(chord_root: Path, encodec_dir:
         load_chord_model(bad, encodec_dir, "cpu")
 
 
+def test_a_malicious_chord_checkpoint_is_refused_and_not_executed(chord_root: Path, encodec_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    from fixtures.hostile import shell
+    from musicgen_remix.models.chord import load_chord_model
+
+    bad = _rewrite(_path(chord_root, "musicgen-chord"), tmp_path / "evil.th",
+                   lambda s: s.__setitem__("emb.0.weight", shell(tmp_path / "pwned")))
+    with pytest.raises(WeightsError, match="evil.th"):
+        load_chord_model(bad, encodec_dir, "cpu")
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_loads_a_checkpoint_without_recognizer_weights(chord_root: Path, encodec_dir: Path, tmp_path: Path) -> None:
     from musicgen_remix.models.chord import RECOGNIZER_PREFIX, load_chord_model
 

@@ -303,3 +303,37 @@ def test_mbd_decodes_tokens_to_finite_audio(tiny_weights: Path) -> None:
 def test_mbd_missing_file_is_reported(tiny_weights: Path, tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="MultiBand Diffusion"):
         load_mbd(tmp_path / "mbd_musicgen_32khz.th", encodec_dir(tiny_weights), "cpu")
+
+
+MBD_FILE = ("facebook", "multiband-diffusion", "mbd_musicgen_32khz.th")
+
+
+def test_mbd_band_configs_are_hydra_composed(tiny_weights: Path) -> None:
+    """Each band's cfg carries what dora's Hydra compose leaves (the filled ``now`` resolver cache)."""
+    pkg = safe_torch_load(tiny_weights.joinpath(*MBD_FILE))
+    assert pkg["n_bands"] >= 1
+    for band in range(pkg["n_bands"]):
+        assert pkg[band]["cfg"]._metadata.resolver_cache["now"]
+
+
+def test_mbd_band_config_with_a_resolver_is_refused_unresolved(tiny_weights: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    monkeypatch.setenv("MUSICGEN_REMIX_TEST_SECRET", "s3cr3t")
+    pkg = safe_torch_load(tiny_weights.joinpath(*MBD_FILE))
+    OmegaConf.update(pkg[0]["cfg"], "diffusion_unet.codec_dim", "${oc.env:MUSICGEN_REMIX_TEST_SECRET}")
+    torch.save(pkg, tmp_path / "mbd_musicgen_32khz.th")
+    with pytest.raises(WeightsError, match="mbd_musicgen_32khz.th band 0: config key diffusion_unet.codec_dim "
+                                           "calls an OmegaConf resolver") as info:
+        load_mbd(tmp_path / "mbd_musicgen_32khz.th", encodec_dir(tiny_weights), "cpu")
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_malicious_mbd_is_refused_and_not_executed(tiny_weights: Path, tmp_path: Path) -> None:
+    pkg = safe_torch_load(tiny_weights.joinpath(*MBD_FILE))
+    pkg[0]["processor_state"] = {"x": path_touch(tmp_path / "pwned")}
+    torch.save(pkg, tmp_path / "mbd_musicgen_32khz.th")
+    with pytest.raises(WeightsError, match="refused to load MultiBand Diffusion checkpoint mbd_musicgen_32khz.th"):
+        load_mbd(tmp_path / "mbd_musicgen_32khz.th", encodec_dir(tiny_weights), "cpu")
+    assert not (tmp_path / "pwned").exists()
