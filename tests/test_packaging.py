@@ -170,13 +170,15 @@ def test_serve_command_serves_the_configs_runner(config_name: str, class_name: s
     assert served[config_name] == class_name
 
 
-def test_every_package_import_is_a_runtime_pin() -> None:
-    """What the package and predict.py import comes from the runtime pins, not only from the test tools."""
+def runtime_pins() -> set[str]:
     runtime = set(read_pins(REPO / "requirements" / "base.txt")) | set(read_pins(REPO / "requirements" / "nodeps.txt"))
     runtime |= {"torch", "torchaudio"}  # installed first, per machine (scripts/install.sh, cuda.txt)
-    runtime |= {"pytsmod"}  # the optional WSOLA stretch engine (GPL-3.0): imported only when asked for
+    return runtime | {"pytsmod"}  # the optional WSOLA stretch engine (GPL-3.0): imported only when asked for
+
+
+def unpinned_imports(sources: list[Path], pins: set[str]) -> set[str]:
+    """Third-party imports in ``sources`` whose distribution is not among ``pins``."""
     distributions = importlib.metadata.packages_distributions()
-    sources = [*sorted((REPO / "musicgen_remix").rglob("*.py")), REPO / "predict.py"]
     missing = set()
     for source in sources:
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
@@ -191,6 +193,22 @@ def test_every_package_import_is_a_runtime_pin() -> None:
                 if top == "musicgen_remix":
                     continue
                 owners = {canonical(d) for d in distributions.get(top, [])}
-                if owners and not owners & runtime:
+                if owners and not owners & pins:
                     missing.add(f"{top} ({', '.join(sorted(owners))}) in {source.relative_to(REPO)}")
+    return missing
+
+
+def test_every_package_import_is_a_runtime_pin() -> None:
+    """What the package, predict.py and the fixtures import comes from the runtime pins, not only from the
+    test tools: the offline quick start runs ``python -m fixtures.weights`` on a plain install."""
+    sources = [*sorted((REPO / "musicgen_remix").rglob("*.py")), REPO / "predict.py",
+               *sorted((REPO / "fixtures").rglob("*.py"))]
+    missing = unpinned_imports(sources, runtime_pins())
     assert not missing, f"imported but not pinned in requirements/base.txt: {sorted(missing)}"
+
+
+def test_every_benchmark_import_is_pinned() -> None:
+    """The benchmarks run on a ``--dev`` install: runtime and test-tool pins."""
+    pins = runtime_pins() | set(read_pins(REPO / "requirements" / "dev.txt"))
+    missing = unpinned_imports(sorted((REPO / "benchmarks").rglob("*.py")), pins)
+    assert not missing, f"imported but not pinned in requirements/: {sorted(missing)}"
