@@ -267,8 +267,8 @@ def _extract_single_checkpoint(archive: Path, dest: Path, url: str, max_bytes: i
     with tarfile.open(archive) as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(CHECKPOINT_SUFFIXES)]
         if len(members) != 1:
-            raise WeightsError(f"{url}: a weights archive must hold exactly one checkpoint file "
-                               f"({', '.join(CHECKPOINT_SUFFIXES)}), found {len(members)}")
+            raise InputError(FIELD, url, f"a weights archive holding exactly one checkpoint file "
+                                         f"({', '.join(CHECKPOINT_SUFFIXES)}); found {len(members)}")
         if members[0].size > max_bytes:
             raise InputError(FIELD, url, f"a checkpoint of at most {max_bytes} bytes")
         source = tar.extractfile(members[0])
