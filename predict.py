@@ -12,8 +12,7 @@ ranges (the package stays the one source of truth) and against the committed sch
 
 from cog import BaseRunner, Input, Path
 
-from musicgen_remix.generate import GenerateRequest
-from musicgen_remix.remix.request import RemixRequest
+from musicgen_remix.service import GenerateRequest, GenerateService, RemixRequest, RemixService
 from musicgen_remix.serving import Entrypoint, downloaded_file
 
 
@@ -21,8 +20,6 @@ class GenerateRunner(BaseRunner):
     """Text-to-music, melody conditioning and continuation; default weights from ``COG_WEIGHTS``."""
 
     def setup(self, weights: str | None = None) -> None:
-        from musicgen_remix.service import GenerateService
-
         self.entrypoint = Entrypoint()
         # Replicate sets COG_WEIGHTS (a URL) on a version made by a training: that fine-tune is the default.
         self.service = GenerateService(weights)
@@ -82,8 +79,6 @@ class RemixRunner(BaseRunner):
     """Remix a song: the sakemin/musicgen-remixer schema, one file URI out (the mix)."""
 
     def setup(self) -> None:
-        from musicgen_remix.service import RemixService
-
         self.entrypoint = Entrypoint()
         self.service = RemixService()
         self.entrypoint.ready()

@@ -2,6 +2,8 @@
 
 The Cog predictors and the CLI hold one service each; a service owns the model store and resolves,
 per request, which model serves it (the default, another release, or a ``replicate_weights`` fine-tune).
+The Cog adapter (``predict.py``) reaches the package only through here and :mod:`.serving`, so the request
+types it builds are exported beside the services.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from musicgen_remix.models.hub import use_weights_root
 from musicgen_remix.models.remote import FIELD as WEIGHTS_FIELD
 from musicgen_remix.models.remote import UrlMemo, check_url, download_checkpoint
 from musicgen_remix.models.store import CHORD_RELEASES, RELEASES, SUPPORT_ASSETS, Loaded, ModelStore
+from musicgen_remix.remix.pipeline import RemixResult, run_remix
+from musicgen_remix.remix.request import RemixJob, RemixRequest, check_remix_request
+from musicgen_remix.remix.separate import Separator
 from musicgen_remix.weights.manifest import WEIGHTS_ENV, weights_root
 
 if TYPE_CHECKING:
     from musicgen_remix.audio import OutputFormat
-    from musicgen_remix.remix.pipeline import RemixResult
-    from musicgen_remix.remix.request import RemixJob, RemixRequest
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +135,6 @@ class RemixService(_Service):
 
     def __init__(self, *, root: Path | None = None, device: str | None = None,
                  default_version: str = DEFAULT_CHORD_VERSION, assets: tuple[str, ...] = ()) -> None:
-        from musicgen_remix.remix.separate import Separator
-
         super().__init__(root, device)
         self.store.require([CHORD_RELEASES[default_version], *SUPPORT_ASSETS, "encodec-32khz", *assets])
         self.default = self.store.chord(default_version)
@@ -144,15 +145,11 @@ class RemixService(_Service):
     def predict(self, req: RemixRequest, out_dir: Path, progress: Progress | None = None, *,
                 extras: bool = False, extras_format: OutputFormat | None = None) -> RemixResult:
         """Check the request (once), then :meth:`run` it."""
-        from musicgen_remix.remix.request import check_remix_request
-
         return self.run(check_remix_request(req), out_dir, progress, extras=extras, extras_format=extras_format)
 
     def run(self, job: RemixJob, out_dir: Path, progress: Progress | None = None, *,
             extras: bool = False, extras_format: OutputFormat | None = None) -> RemixResult:
         """Remix a checked request with the chord model it names."""
-        from musicgen_remix.remix.pipeline import run_remix
-
         loaded = self.store.chord(job.model_version)
         return run_remix(job, loaded, self.store, self.separator, out_dir, progress, extras=extras,
                          extras_format=extras_format)
