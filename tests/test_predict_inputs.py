@@ -21,6 +21,7 @@ import pytest
 
 from musicgen_remix.analysis.chroma import CHROMA_COEFFICIENT_RANGE
 from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES
+from musicgen_remix.engine.sampling import CFG_MIN, TEMPERATURE_MIN, TOP_K_MIN, TOP_P_RANGE
 from musicgen_remix.generate import DURATION_MAX_S, MODEL_VERSIONS, GenerateRequest
 from musicgen_remix.remix.request import CHORD_VERSIONS, RemixRequest
 from musicgen_remix.serve import ENTRYPOINTS, schema_path
@@ -33,8 +34,9 @@ REQUESTS = {"generate": GenerateRequest, "remix": RemixRequest, "remix-detailed"
 CHOICES = {"normalization_strategy": STRATEGIES, "output_format": OUTPUT_FORMATS}
 MODEL_CHOICES = {"generate": MODEL_VERSIONS, "remix": CHORD_VERSIONS, "remix-detailed": CHORD_VERSIONS}
 BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "duration": (1, DURATION_MAX_S), "continuation_start": (0, None), "top_k": (0, None), "top_p": (0.0, 1.0),
-    "temperature": (0.0, None), "classifier_free_guidance": (0, None), "chroma_coefficient": CHROMA_COEFFICIENT_RANGE,
+    "duration": (1, DURATION_MAX_S), "continuation_start": (0, None), "top_k": (TOP_K_MIN, None),
+    "top_p": TOP_P_RANGE, "temperature": (TEMPERATURE_MIN, None), "classifier_free_guidance": (CFG_MIN, None),
+    "chroma_coefficient": CHROMA_COEFFICIENT_RANGE,
 }
 SCHEMA_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "Path": "string"}
 

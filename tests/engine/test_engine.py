@@ -73,6 +73,13 @@ def test_top_k_bound_is_the_models_card() -> None:
         Sampling(top_k=2048).check(256)
 
 
+def test_top_k_beyond_every_codebook_is_refused_before_any_model() -> None:
+    """No model is needed to know that 5000 exceeds every released codebook (2048)."""
+    Sampling(top_k=2048).check_ranges()
+    with pytest.raises(InputError, match=r"top_k=5000 .*from 0 to 2048"):
+        Sampling(top_k=5000).check_ranges()
+
+
 def test_lm_kwargs_temperature_zero_is_greedy() -> None:
     assert GREEDY.lm_kwargs()["use_sampling"] is False
     kwargs = NUCLEUS.lm_kwargs()
