@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import av
 import julius
@@ -32,7 +32,7 @@ from musicgen_remix.errors import AudioError, InputError, MusicgenRemixError, co
 logger = logging.getLogger(__name__)
 
 OutputFormat = Literal["wav", "flac", "mp3"]
-OUTPUT_FORMATS: tuple[str, ...] = ("wav", "flac", "mp3")
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 
 MP3_BITRATE_KBPS = 320
 # 320 kbps exists only in MPEG-1 Layer III, whose sample rates are these three; LAME silently drops the

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pyloudnorm
@@ -30,7 +30,7 @@ from musicgen_remix.errors import MusicgenRemixError, contract_error
 logger = logging.getLogger(__name__)
 
 Strategy = Literal["loudness", "clip", "peak", "rms"]
-STRATEGIES: tuple[str, ...] = ("loudness", "clip", "peak", "rms")
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 LOUDNESS_TARGET_LUFS = -14.0
 LOUDNESS_CEILING_DBFS = -1.0
