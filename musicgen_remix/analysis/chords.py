@@ -30,7 +30,7 @@ import numpy as np
 
 from musicgen_remix.analysis import chord_decoding
 from musicgen_remix.audio import Audio, convert
-from musicgen_remix.errors import AnalysisError, InputError
+from musicgen_remix.errors import AnalysisError, InputError, contract_error
 
 logger = logging.getLogger(__name__)
 
@@ -289,11 +289,12 @@ def parse_chord_progression(
     at 120 bpm (2 s) start at 0. Repeated chords stay one segment per bar (they are not merged).
 
     Raises:
-        InputError: naming ``field`` for an unknown chord name or an empty progression; naming ``duration``
-            when it is not positive.
+        InputError: naming ``field`` for an unknown chord name or an empty progression.
+        ValueError: (:func:`~musicgen_remix.errors.contract_error`) when ``duration``, the song's own length
+            measured by the caller, is not positive: a bug, not the caller's input.
     """
     if not np.isfinite(duration) or duration <= 0:
-        raise InputError("duration", duration, "a positive number of seconds")
+        raise contract_error("duration", duration, "a positive number of seconds")
     labels = [chord_to_harte(token, field=field) for token in _TOKEN_SEPARATORS.split(text.strip()) if token]
     if not labels:
         raise InputError(field, text, f"at least one chord: {PROGRESSION_ALLOWED}")

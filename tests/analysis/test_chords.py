@@ -243,10 +243,12 @@ def test_progression_must_not_be_empty(text: str) -> None:
     assert info.value.field == "chords"
 
 
-def test_progression_needs_a_positive_duration() -> None:
-    with pytest.raises(InputError) as info:
-        parse_chord_progression("C", [0.0], 0.0)
-    assert info.value.field == "duration"
+@pytest.mark.parametrize("duration", [0.0, -1.0, np.nan, np.inf])
+def test_progression_needs_a_positive_duration_and_its_lack_is_a_bug(duration: float) -> None:
+    """The duration is the song's own, measured by the caller: a bad one is a bug, never the caller's input."""
+    with pytest.raises(ValueError, match="duration=") as info:
+        parse_chord_progression("C", [0.0], duration)
+    assert not isinstance(info.value, InputError)
 
 
 # ----------------------------------------------------------------------------------------------------
