@@ -30,11 +30,13 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,9 +88,6 @@ def configure_logging(*, verbose: bool = False) -> None:
     (audiocraft's EnCodec uses it) ignored, transformers' per-file loading bars off. With ``verbose``
     everything is shown at DEBUG.
     """
-    import os
-    import warnings
-
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     if verbose:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from musicgen_remix.engine import fastlm_cuda
 from musicgen_remix.engine import fastlm_step as step
 from musicgen_remix.errors import contract_error
 
@@ -174,8 +175,6 @@ def _graphs(lm: LMModel, pack: step.Pack, x: torch.Tensor, length: int,
     """The CUDA-graph runner for this call's shapes (the first step fills its cache), or None."""
     if x.device.type != "cuda":
         return nullcontext()
-    from musicgen_remix.engine import fastlm_cuda
-
     if not fastlm_cuda.enabled():
         return nullcontext()
     return fastlm_cuda.acquire(lm, pack, batch=x.shape[0], length=length, cross=cross,
