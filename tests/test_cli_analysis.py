@@ -29,6 +29,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_analyze_json_keeps_its_contract_and_states_a_6_8_tempo_as_a_musician_would(tmp_path: Path) -> None:
     piece = Piece("folk", ("G:maj", "C:maj", "D:maj", "G:maj") * 2, meter=2, division=3, bpm=70, style="folk",
                   chord_program=25, bass_program=32, lead_in=0.4)
@@ -53,6 +54,7 @@ def test_analyze_json_keeps_its_contract_and_states_a_6_8_tempo_as_a_musician_wo
     assert data["downbeats"][0] == pytest.approx(0.4, abs=0.07)
 
 
+@pytest.mark.slow
 def test_sync_aligns_a_take_that_starts_further_than_the_threshold_from_the_song(tmp_path: Path) -> None:
     from musicgen_remix.analysis.beats import track_beats
     from musicgen_remix.audio import read_audio
