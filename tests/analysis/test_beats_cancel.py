@@ -1,0 +1,136 @@
+"""A cancel during beat tracking of a long piece takes effect within a second and leaves no process behind.
+
+coglet delivers a cancel by raising an exception into the prediction thread (``PyThreadState_SetAsyncExc``),
+which only lands while Python bytecode runs. madmom's beat-HMM Viterbi holds the GIL for seconds on a long
+piece, so pulse tracking of a long piece runs in a forked child (``beats.in_child``); these tests raise an
+exception the same way while the child computes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from musicgen_remix.analysis import beats
+from musicgen_remix.analysis import meter as metre
+from musicgen_remix.errors import AnalysisError
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the child process needs fork")
+FPS = 100.0
+
+
+class InjectedCancel(BaseException):
+    """Stands in for cog.CancelationException (a BaseException under coglet)."""
+
+
+def _children() -> set[int]:
+    """Live (not zombie) child processes of this process."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def _zombies() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] == "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def pulse_activations(seconds: float, bpm: float = 100.0, seed: int = 0) -> np.ndarray:
+    """``[F, 2]`` activations with a beat peak every ``60 / bpm`` s over low noise."""
+    rng = np.random.default_rng(seed)
+    frames = int(seconds * FPS)
+    activations = 0.02 * rng.random((frames, 2))
+    for beat, frame in enumerate(np.arange(0, frames, 60.0 * FPS / bpm).astype(int)):
+        activations[frame, 1 if beat % 4 == 0 else 0] = 0.9
+    return activations.astype(np.float32)
+
+
+def test_a_long_piece_is_tracked_in_a_child_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    activations = pulse_activations(40.0)
+    assert activations.shape[0] >= beats.PULSE_CHILD_MIN_FRAMES
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    in_child = beats._track_pulse(activations, FPS)
+    assert forks == [1]
+    np.testing.assert_array_equal(in_child, metre.track_pulse(activations, FPS))
+    assert in_child.size > 50
+    short = pulse_activations(10.0)
+    np.testing.assert_array_equal(beats._track_pulse(short, FPS), metre.track_pulse(short, FPS))
+    assert forks == [1]  # a short piece is tracked in this process
+    assert not _children() and not _zombies()
+
+
+def test_an_exception_raised_into_the_waiting_thread_kills_the_child_within_a_second() -> None:
+    # Random activations keep the Viterbi of the slowest tempo window busy for over a second per 300 s.
+    activations = np.random.default_rng(1).random((30000, 2)).astype(np.float32) * 0.5
+    outcome: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            beats._track_pulse(activations, FPS)
+            outcome["result"] = "finished"
+        except InjectedCancel:
+            outcome["result"] = "canceled"
+            outcome["at"] = time.monotonic()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not _children() and time.monotonic() < deadline:  # wait until the child runs
+        time.sleep(0.01)
+    assert _children(), "no child process was started"
+    time.sleep(0.3)
+    raised = time.monotonic()
+    raise_into = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    assert raise_into(ctypes.c_ulong(worker.ident), ctypes.py_object(InjectedCancel)) == 1
+    worker.join(timeout=10)
+
+    assert not worker.is_alive()
+    assert outcome["result"] == "canceled"
+    assert outcome["at"] - raised < 1.0  # type: ignore[operator]
+    assert not _children() and not _zombies()  # killed and reaped
+
+
+def _fails(_: object) -> None:
+    raise ValueError("broken on purpose")
+
+
+def _dies(_: object) -> None:
+    os._exit(3)
+
+
+def test_a_failure_in_the_child_is_an_analysis_error() -> None:
+    with pytest.raises(AnalysisError, match="_fails failed in its child process: ValueError: broken on purpose"):
+        beats.in_child(_fails, 1)
+    with pytest.raises(AnalysisError, match=r"_dies died in its child process \(exit status 3\)"):
+        beats.in_child(_dies, 1)
+    assert not _children() and not _zombies()
