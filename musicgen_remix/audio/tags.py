@@ -3,15 +3,19 @@
 A :class:`Provenance` (prompt, seed, model, package version, and the inputs that shaped the take) becomes
 the tags of each format: a WAV's ``LIST/INFO`` chunk and a FLAC's Vorbis comments (written by libsndfile:
 ``title``, ``software``, ``comment``), and an MP3's ID3v2.4 tag (``TIT2``, ``TSSE``, ``COMM``), built here
-because the MP3 encoder writes none. The comment holds the whole provenance as JSON.
+because the MP3 encoder writes none. The comment holds the whole provenance as JSON. :func:`sync_tags` says
+what a ``sync`` output is; :func:`read_tags` reads the tags back, so a re-encoded copy keeps them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from musicgen_remix import __version__
 
@@ -30,10 +34,49 @@ class Provenance:
 
     def tags(self) -> dict[str, str]:
         """``title``, ``software`` and ``comment`` (the provenance as JSON)."""
-        record = {"software": SOFTWARE, "entrypoint": self.entrypoint, "prompt": self.prompt, "seed": self.seed,
-                  "model": self.model, "inputs": dict(self.inputs)}
-        return {"title": self.prompt or f"musicgen-remix {self.entrypoint}", "software": SOFTWARE,
-                "comment": json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)}
+        record = {"entrypoint": self.entrypoint, "prompt": self.prompt, "seed": self.seed, "model": self.model,
+                  "inputs": dict(self.inputs)}
+        return _tags(self.prompt or f"musicgen-remix {self.entrypoint}", record)
+
+
+def sync_tags(reference: str, audio: str, threshold: float | None, threshold_s: float) -> dict[str, str]:
+    """The tags of a ``sync`` output: which take was stretched onto which reference's downbeats, and how.
+
+    Args:
+        reference, audio: the two files' names (never a path).
+        threshold: the threshold asked for (None: automatic); ``threshold_s`` the one used, in seconds.
+    """
+    record = {"entrypoint": "sync", "reference": reference, "audio": audio,
+              "inputs": {"threshold": threshold}, "threshold_s": round(threshold_s, 4)}
+    return _tags(f"{audio} synced to {reference}", record)
+
+
+def _tags(title: str, record: Mapping[str, Any]) -> dict[str, str]:
+    record = {"software": SOFTWARE, **record}
+    return {"title": title, "software": SOFTWARE,
+            "comment": json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)}
+
+
+def public_url(url: str) -> str:
+    """``url`` as a record may keep it: no user name or password, no query or fragment (where signed URLs
+    carry their credentials)."""
+    parts = urlsplit(url.strip())
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def read_tags(path: Path) -> dict[str, str]:
+    """The ``title``, ``software`` and ``comment`` tags of a WAV, FLAC or MP3 file (those present)."""
+    import soundfile
+
+    with soundfile.SoundFile(str(path)) as handle:
+        tags = {key: value for key, value in handle.copy_metadata().items() if key in _TAGS}
+    if "software" in tags:  # libsndfile appends its own name when it writes the field
+        tags["software"] = _LIBSNDFILE_SUFFIX.sub("", tags["software"])
+    return tags
+
+
+_TAGS = ("title", "software", "comment")
+_LIBSNDFILE_SUFFIX = re.compile(r" \(libsndfile-[^)]*\)$")
 
 
 def id3v24(tags: Mapping[str, str]) -> bytes:
