@@ -19,6 +19,8 @@ import musicgen_remix.generate.pipeline as generate_module
 from fixtures.hostile import shell
 from fixtures.peers import FileServer
 from musicgen_remix.audio import LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio, resample
+from musicgen_remix.engine.decode import MBD_STAGE
+from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import InputError, MusicgenRemixError
 from musicgen_remix.generate import GenerateRequest, GenerateResult
 from musicgen_remix.service import GenerateService
@@ -268,9 +270,12 @@ def test_continuation_prompt_must_be_shorter_than_duration(generate_service: Gen
 # long form, MBD, stereo
 
 
-def test_duration_35_seconds(generate_service: GenerateService, tmp_path: Path) -> None:
-    result = run(generate_service, tmp_path, "a", prompt="calm piano", duration=35, seed=5, top_k=1,
-                 temperature=0.0)
+def test_duration_35_seconds(generate_service: GenerateService, tmp_path: Path,
+                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="musicgen_remix.engine.tokens"):
+        result = run(generate_service, tmp_path, "a", prompt="calm piano", duration=35, seed=5, top_k=1,
+                     temperature=0.0)
+    assert "generating 35.0 s in 2 windows of 30 s" in caplog.text  # a windowed generation says how many
     audio = read_audio(result.path)
     assert abs(audio.num_frames - 35 * SR) <= FRAME
     assert result.seconds == pytest.approx(35.0, abs=1 / 50)
@@ -282,8 +287,13 @@ def test_duration_35_seconds(generate_service: GenerateService, tmp_path: Path) 
 @pytest.mark.parametrize(("version", "channels"), [("default", 1), ("stereo-melody", 2)])
 def test_multi_band_diffusion(generate_service: GenerateService, tmp_path: Path, version: str,
                               channels: int) -> None:
-    mbd = run(generate_service, tmp_path, "mbd", prompt="calm piano", seed=6, model_version=version,
-              multi_band_diffusion=True, normalization_strategy="peak")
+    seen: list[tuple[str, int, int]] = []
+    (tmp_path / "mbd").mkdir()
+    mbd = generate_service.predict(GenerateRequest(prompt="calm piano", seed=6, model_version=version, duration=3,
+                                                   multi_band_diffusion=True, normalization_strategy="peak"),
+                                   tmp_path / "mbd", Progress(report=lambda *step: seen.append(step)))
+    # MultiBand Diffusion, the slow decoder, reports each channel it decodes.
+    assert [step for step in seen if step[0] == MBD_STAGE] == [(MBD_STAGE, i, channels) for i in range(channels + 1)]
     encodec = run(generate_service, tmp_path, "encodec", prompt="calm piano", seed=6, model_version=version,
                   normalization_strategy="peak")
     assert mbd.channels == channels
@@ -422,6 +432,22 @@ def test_replicate_weights_served_then_default_again(generate_service: GenerateS
     assert digest(back) == digest(default)
 
 
+def test_a_finetune_take_is_made_again_from_its_record(generate_service: GenerateService, tmp_path: Path,
+                                                     tiny_weights: Path, weights_server: WeightsServer) -> None:
+    import json
+
+    import av
+
+    url = weights_server.serve(finetune(tiny_weights, "melody-a"))
+    take = run(generate_service, tmp_path, "take", prompt="calm piano", seed=12, replicate_weights=url)
+    with av.open(str(take.path)) as container:
+        record = json.loads(container.metadata["comment"])
+    assert record["inputs"]["replicate_weights"] == url
+    again = run(generate_service, tmp_path, "again", prompt=record["prompt"], seed=record["seed"],
+                **{k: v for k, v in record["inputs"].items() if k != "input_audio"})
+    assert again.model == take.model and digest(again) == digest(take)
+
+
 def test_two_finetunes_one_after_the_other(generate_service: GenerateService, tmp_path: Path,
                                            tiny_weights: Path, weights_server: WeightsServer) -> None:
     url_a = weights_server.serve(finetune(tiny_weights, "melody-a"))
@@ -492,6 +518,32 @@ def test_bad_inputs_name_the_field(generate_service: GenerateService, tmp_path: 
     assert info.value.field == field
     assert str(info.value).startswith(f"{field}=")
     assert list((tmp_path / "a").iterdir()) == []
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"model_version": "small"}, "input_audio"),  # melody conditioning on a text-only model
+    ({"continuation": True, "duration": 3}, "duration"),  # the 3 s prompt is the whole output
+    ({"continuation": True, "continuation_start": 3}, "continuation_start"),
+    ({"continuation": True, "continuation_end": 4}, "continuation_end"),
+])
+def test_what_the_input_file_rules_out_is_found_by_the_request_check(chirp_wav: Path, kwargs: dict[str, Any],
+                                                                      field: str) -> None:
+    """From the file's header, before any model is looked for (the server's check and the CLI's)."""
+    from musicgen_remix.generate import check_request
+
+    with pytest.raises(InputError) as info:
+        check_request(GenerateRequest(prompt="calm piano", input_audio=chirp_wav, **kwargs))
+    assert info.value.field == field
+
+
+def test_a_finetune_may_take_a_melody_whatever_model_version_says(chirp_wav: Path) -> None:
+    """replicate_weights serves the request, not model_version: whether it has a chroma conditioner is known
+    only once it is loaded."""
+    from musicgen_remix.generate import check_request
+
+    job = check_request(GenerateRequest(prompt="calm piano", input_audio=chirp_wav, model_version="small",
+                                        replicate_weights="https://example.com/melody-finetune.th"))
+    assert job.replicate_weights == "https://example.com/melody-finetune.th"
 
 
 def test_missing_input_audio_file(generate_service: GenerateService, tmp_path: Path) -> None:

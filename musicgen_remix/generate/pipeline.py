@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicgen_remix.audio import Audio, convert, read_audio, trim
-from musicgen_remix.audio.tags import Provenance
+from musicgen_remix.audio.tags import Provenance, public_url
 from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.seeding import apply_seed
 from musicgen_remix.engine.take import deliver, render
 from musicgen_remix.engine.tokens import generate_tokens
 from musicgen_remix.errors import AudioError, InputError
-from musicgen_remix.generate.request import GenerateJob
+from musicgen_remix.generate.request import INPUT_AUDIO_MAX_S, INPUT_AUDIO_MIN_S, GenerateJob
 
 if TYPE_CHECKING:
     import torch
@@ -31,12 +31,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-INPUT_AUDIO_MAX_S = 600.0
-INPUT_AUDIO_MIN_S = 0.5  # shorter is a broken upload, not something to continue or follow
 SPLICE_FADE_S = 0.02
 RECORDED_INPUTS = ("duration", "continuation", "continuation_start", "continuation_end", "multi_band_diffusion",
                    "normalization_strategy", "top_k", "top_p", "temperature", "classifier_free_guidance",
-                   "model_version")
+                   "model_version", "replicate_weights")
 
 
 @dataclass(frozen=True)
@@ -80,9 +78,11 @@ def run_generate(job: GenerateJob, loaded: Loaded, store: ModelStore, out_dir: P
 
 
 def _provenance(job: GenerateJob, model: str) -> Provenance:
-    """The take's record: the inputs that shaped it (file inputs by name only)."""
+    """The take's record: the inputs that shaped it (file inputs by name only, a fine-tune's URL without
+    credentials)."""
     inputs: dict[str, object] = {name: getattr(job.request, name) for name in RECORDED_INPUTS}
     inputs["input_audio"] = job.input_audio.name if job.input_audio is not None else None
+    inputs["replicate_weights"] = None if job.replicate_weights is None else public_url(job.replicate_weights)
     return Provenance("generate", job.prompt, job.shared.seed, model, inputs)
 
 

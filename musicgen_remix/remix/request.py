@@ -1,5 +1,6 @@
 """Every input of the remix entrypoint, with its default (read by Cog, the CLI and the library), and the
-one check that turns a request into a :class:`RemixJob` before any model or audio is touched."""
+one check that turns a request into a :class:`RemixJob` before any model is looked for or audio decoded (the
+song's length is read from its file's header)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from typing import Literal, cast, get_args
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
 from musicgen_remix.audio.io import check_audio_file
-from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
-from musicgen_remix.errors import InputError
+from musicgen_remix.engine.inputs import (
+    Shared,
+    SharedInputs,
+    check_text,
+    clean_prompt,
+    declared_seconds,
+    input_defaults,
+)
+from musicgen_remix.errors import AudioError, InputError
 from musicgen_remix.remix.beatsync import check_threshold
 
 ChordVersion = Literal["chord", "stereo-chord", "chord-large", "stereo-chord-large"]
@@ -65,7 +73,7 @@ def check_remix_request(req: RemixRequest) -> RemixJob:
                                                "nylon guitar'")
     if req.music_input is None:
         raise InputError("music_input", None, "an audio file of the song to remix")
-    check_audio_file(Path(req.music_input), "music_input")
+    _check_song_file(Path(req.music_input))
     shared = req.check_shared()
     if req.model_version not in CHORD_VERSIONS:
         raise InputError("model_version", req.model_version, f"one of {', '.join(CHORD_VERSIONS)}")
@@ -79,3 +87,17 @@ def check_remix_request(req: RemixRequest) -> RemixJob:
     return RemixJob(prompt=prompt, music_input=req.music_input, beat_sync_threshold=threshold,
                     chroma_coefficient=coefficient, model_version=cast(ChordVersion, req.model_version),
                     large_chord_voca=bool(req.large_chord_voca), chords=chords, shared=shared, request=req)
+
+
+def _check_song_file(path: Path) -> None:
+    """The song's file: usable, and as long as a song the remix takes, by its header (when it says)."""
+    check_audio_file(path, "music_input")
+    seconds = declared_seconds(path)
+    if seconds is None:
+        return  # no length in the header: the pipeline checks the decoded song
+    if seconds < SONG_MIN_S:
+        raise AudioError("music_input", path.name, f"a song of at least {SONG_MIN_S:.0f} s (this one is "
+                                                   f"{seconds:.2f} s)")
+    if seconds > SONG_MAX_S:
+        raise AudioError("music_input", path.name, f"audio no longer than {SONG_MAX_S:g} s (this file is "
+                                                   f"{seconds:.1f} s)")
