@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -24,7 +25,10 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from musicgen_remix.errors import InputError, MusicgenRemixError
 
 if TYPE_CHECKING:
-    from musicgen_remix.audio import OutputFormat
+    from musicgen_remix.analysis.beats import Beats
+    from musicgen_remix.audio import Audio, OutputFormat
+    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.remix.beatsync import SyncPlan
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -47,12 +51,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _in_flag_terms(exc: InputError, parser: argparse.ArgumentParser) -> str:
-    """The error as the command line says it: ``--continuation-end=...`` for the field ``continuation_end``."""
-    flags = {option for action in parser._actions for option in action.option_strings}
-    flag = "--" + exc.field.replace("_", "-")
-    if flag not in flags:
-        return str(exc)
-    return str(InputError(flag, exc.value, exc.allowed.replace(exc.field, flag)))
+    """The error as the command line says it: ``--continuation-end=...`` for the field ``continuation_end``,
+    and the other fields its text names as their flags too (``greater than --continuation-start``)."""
+    flags = _flags_by_field(parser)
+    allowed = _FIELD_WORD.sub(lambda match: _as_flag(match, flags), exc.allowed)
+    return str(InputError(flags.get(exc.field, exc.field), exc.value, allowed))
+
+
+# A field name in an error's text, with what it says of a boolean: ``continuation=true``, ``continuation is true``.
+_FIELD_WORD = re.compile(r"(?<![-\w])([a-z][a-z0-9_]*)(=true|=false| is true| is false)?\b")
+
+
+def _as_flag(match: re.Match[str], flags: dict[str, str]) -> str:
+    """One field name as its flag. A one-word name (``seed``, ``audio``) is also an English word ("a random
+    seed"), so it is renamed only where it is clearly the field: with a boolean's value."""
+    name, said = match.group(1), match.group(2) or ""
+    flag = flags.get(name)
+    if flag is None or ("_" not in name and not said):
+        return match.group(0)
+    if said in ("=false", " is false"):
+        flag = "--no-" + flag.removeprefix("--")
+    return flag + (" is given" if said.startswith(" is") else "")
+
+
+def _flags_by_field(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Field name (the flag's ``dest``) -> its long flag, for the flags whose values the command sends on."""
+    flags: dict[str, str] = {}
+    for action in parser._actions:
+        long = [option for option in action.option_strings if option.startswith("--")]
+        if long:
+            flags.setdefault(action.dest, long[0])
+    return flags
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +134,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     fmt = audio_format(args.output, "--output", args.output_format)
     job = check_request(_request(GenerateRequest, args, output_format=fmt))  # before any model is loaded
+    _check_weights_flag(args.weights)
     version = "melody" if job.model_version == "default" else job.model_version
     service = GenerateService(args.weights, default_version=version,
                               assets=("mbd",) if job.shared.multi_band_diffusion else ())
@@ -115,6 +145,14 @@ def _run_generate(args: argparse.Namespace) -> int:
                 result.sample_rate, result.model, result.seed)
     sys.stdout.write(f"seed: {result.seed}\n")
     return 0
+
+
+def _check_weights_flag(weights: str | None) -> None:
+    """``--weights`` names a file that exists, or a URL (downloaded when the service starts)."""
+    if weights is None or not weights.strip() or weights.startswith(("http://", "https://")):
+        return
+    if not Path(weights).is_file():
+        raise InputError("--weights", weights, "a fine-tuned checkpoint file that exists, or its http(s) URL")
 
 
 class _Bar:
@@ -140,15 +178,17 @@ class _Bar:
 
 # -- remix ------------------------------------------------------------------------------------------
 def _add_remix(p: argparse.ArgumentParser) -> None:
+    from musicgen_remix.analysis.chroma import CHROMA_COEFFICIENT_RANGE
     from musicgen_remix.remix.request import CHORD_VERSIONS, remix_defaults
 
     d = remix_defaults()
+    low, high = CHROMA_COEFFICIENT_RANGE
     p.add_argument("--music-input", type=Path, required=True, help="the song to remix")
     p.add_argument("--prompt", required=True, help="the new style, e.g. 'bossa nova, nylon guitar'")
     p.add_argument("--beat-sync-threshold", type=float, default=d["beat_sync_threshold"],
                    help="seconds; -1: 1.1 beats of the song (default %(default)s)")
     p.add_argument("--chroma-coefficient", type=float, default=d["chroma_coefficient"],
-                   help="0.5-2 (default %(default)s)")
+                   help=f"{low:g}-{high:g} (default %(default)s)")
     _add_shared(p, d)
     p.add_argument("--model-version", choices=CHORD_VERSIONS, default=d["model_version"], help="default %(default)s")
     p.add_argument("--large-chord-voca", action=argparse.BooleanOptionalAction, default=d["large_chord_voca"],
@@ -183,9 +223,10 @@ def _run_remix(args: argparse.Namespace) -> int:
         # Stems are written lossless and converted on delivery: an mp3 round trip would shift them in time.
         result = service.run(job, work, Progress(report=bar), extras=extras, extras_format="wav")
         target = _deliver(result.mix, args.output)
-        for path, dest in ((result.instrumental, args.instrumental), (result.vocals, args.vocals)):
+        for path, dest, flag in ((result.instrumental, args.instrumental, "--instrumental"),
+                                 (result.vocals, args.vocals, "--vocals")):
             if dest is not None and path is not None:
-                _deliver_audio(path, dest)
+                _deliver_audio(path, dest, flag)
         if args.analysis is not None and result.analysis_json is not None:
             _deliver(result.analysis_json, args.analysis)
         if args.plot is not None and result.plot is not None:
@@ -214,11 +255,13 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     from musicgen_remix.analysis.summary import analyze, format_summary
     from musicgen_remix.audio import read_audio
+    from musicgen_remix.engine.progress import Progress
 
     if args.plot is not None:
         file_format(args.plot, "--plot", PLOT_FORMATS)
     audio = read_audio(args.audio, field="audio")
-    result = analyze(audio, large_vocabulary=args.large_chord_voca)
+    with _Bar() as bar:
+        result = analyze(audio, large_vocabulary=args.large_chord_voca, progress=Progress(report=bar))
     if args.plot is not None:
         from musicgen_remix.analysis.plot import plot_analysis
 
@@ -236,30 +279,40 @@ def _add_sync(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference", type=Path, required=True, help="audio whose downbeats are the target")
     p.add_argument("--audio", type=Path, required=True, help="audio to time-stretch")
     p.add_argument("-o", "--output", type=Path, required=True, help="output file (wav, flac or mp3)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="largest downbeat distance to pair, seconds (default: 1.1 beats of the reference)")
+    p.add_argument("--threshold", dest="beat_sync_threshold", type=float, default=None,
+                   help="largest downbeat distance to pair, seconds (default or -1: 1.1 beats of the reference)")
     p.add_argument("--plot", type=Path, help="also draw the downbeats before and after: .png, .pdf or .jpg")
     p.set_defaults(func=_run_sync)
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from musicgen_remix.analysis.beats import track_beats
     from musicgen_remix.audio import read_audio, write_audio
-    from musicgen_remix.remix.beatsync import resolve_threshold, sync_to_reference
+    from musicgen_remix.audio.io import check_audio_file
+    from musicgen_remix.audio.tags import sync_tags
+    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.remix.beatsync import check_threshold, resolve_threshold, sync_to_reference
 
+    # 1. Everything that needs no audio decoded: the output names, the threshold, the input files.
     fmt = audio_format(args.output, "--output", None)
     if args.plot is not None:
         file_format(args.plot, "--plot", PLOT_FORMATS)
+    check_threshold(args.beat_sync_threshold)
+    check_audio_file(args.reference, "reference")
+    check_audio_file(args.audio, "audio")
     reference = read_audio(args.reference, field="reference")
     audio = read_audio(args.audio, field="audio")
-    ref_beats, beats = track_beats(reference), track_beats(audio)
-    threshold = resolve_threshold(args.threshold, ref_beats.bpm)
-    synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
-                                     target_duration=reference.duration, reference=reference,
-                                     reference_beats=ref_beats.times)
-    path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt)
+    with _Bar() as bar:
+        progress = Progress(report=bar)
+        # 2. Both downbeat grids (one step each), then the stretch.
+        ref_beats, beats = _track_both(reference, audio, progress)
+        threshold = resolve_threshold(args.beat_sync_threshold, ref_beats.bpm)
+        with progress.stage("beat sync"):
+            synced, plan = sync_to_reference(audio, beats.downbeats, ref_beats.downbeats, threshold=threshold,
+                                             target_duration=reference.duration, reference=reference,
+                                             reference_beats=ref_beats.times)
+    # 3. The take at the reference's length, with tags that say what it is.
+    path = write_audio(args.output, synced.wav.clamp(-1, 1), synced.sample_rate, fmt=fmt,
+                       tags=sync_tags(args.reference.name, args.audio.name, args.beat_sync_threshold, threshold))
     if args.plot is not None:
         from musicgen_remix.remix.plot import plot_sync
 
@@ -267,30 +320,51 @@ def _run_sync(args: argparse.Namespace) -> int:
         plot_sync(args.plot, reference=reference.wav.mean(0).numpy(), sample_rate=reference.sample_rate,
                   reference_downbeats=ref_beats.downbeats.tolist(), take_downbeats=beats.downbeats.tolist(),
                   synced_downbeats=plan.map_times(beats.downbeats).tolist())
+    _log_sync(path, plan, args.reference.name, threshold)
+    return 0
+
+
+def _track_both(reference: Audio, audio: Audio, progress: Progress) -> tuple[Beats, Beats]:
+    """The beats of the reference, then of the take: two steps of one stage."""
+    from musicgen_remix.analysis.beats import track_beats
+
+    stage = "beats and tempo"
+    progress.step(stage, 0, 2)
+    ref_beats = track_beats(reference)
+    progress.step(stage, 1, 2)
+    beats = track_beats(audio)
+    progress.step(stage, 2, 2)
+    return ref_beats, beats
+
+
+def _log_sync(path: Path, plan: SyncPlan, reference: str, threshold: float) -> None:
+    import numpy as np
+
     if plan.skipped:
         logger.warning("%s: not stretched (%s); padded/trimmed to the reference's length", path, plan.skipped_reason)
-    else:
-        moved = np.abs(plan.offsets) * 1000
-        logger.info("%s: moved %d downbeats by %.0f ms (median; at most %.0f ms) to land on %s's, each within "
-                    "%.0f ms of where the alignment puts it (bar shift %s, tempo ratio %.3f); agreement with the "
-                    "reference %.2f -> %.2f", path, len(plan.matched), np.median(moved), moved.max(),
-                    args.reference.name, threshold * 1000, plan.shift, plan.ratio or 1.0,
-                    plan.agreement_before or 0.0, plan.agreement_after or 0.0)
-    return 0
+        return
+    moved = np.abs(plan.offsets) * 1000
+    logger.info("%s: moved %d downbeats by %.0f ms (median; at most %.0f ms) to land on %s's, each within "
+                "%.0f ms of where the alignment puts it (bar shift %s, tempo ratio %.3f); agreement with the "
+                "reference %.2f -> %.2f", path, len(plan.matched), np.median(moved), moved.max(), reference,
+                threshold * 1000, plan.shift, plan.ratio or 1.0, plan.agreement_before or 0.0,
+                plan.agreement_after or 0.0)
 
 
 def _add_shared(p: argparse.ArgumentParser, d: dict[str, object]) -> None:
     """The flags both entrypoints share (decoding, normalization, sampling, output, seed)."""
+    from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES
+
     p.add_argument("--multi-band-diffusion", action=argparse.BooleanOptionalAction,
                    default=d["multi_band_diffusion"], help="decode with MultiBand Diffusion")
-    p.add_argument("--normalization-strategy", choices=["loudness", "clip", "peak", "rms"],
+    p.add_argument("--normalization-strategy", choices=STRATEGIES,
                    default=d["normalization_strategy"], help="default %(default)s")
     p.add_argument("--top-k", type=int, default=d["top_k"], help="default %(default)s")
     p.add_argument("--top-p", type=float, default=d["top_p"], help="default %(default)s (0: use top-k)")
     p.add_argument("--temperature", type=float, default=d["temperature"], help="default %(default)s")
     p.add_argument("--classifier-free-guidance", type=int, default=d["classifier_free_guidance"],
                    help="default %(default)s")
-    p.add_argument("--output-format", choices=["wav", "mp3", "flac"], default=None,
+    p.add_argument("--output-format", choices=OUTPUT_FORMATS, default=None,
                    help="must agree with -o's suffix, which decides the format")
     p.add_argument("--seed", type=int, default=d["seed"], help="random when unset or -1; 0 is a seed")
 
@@ -330,15 +404,16 @@ def _deliver(path: Path, dest: Path) -> Path:
     return dest
 
 
-def _deliver_audio(path: Path, dest: Path) -> Path:
-    """Move ``path`` to ``dest``, re-encoding when ``dest``'s suffix names another audio format."""
+def _deliver_audio(path: Path, dest: Path, flag: str) -> Path:
+    """Move ``path`` to ``dest``, re-encoding with the same tags when ``dest``'s suffix names another format."""
     from musicgen_remix.audio import read_audio, write_audio
+    from musicgen_remix.audio.tags import read_tags
 
-    fmt = audio_format(dest, "--output", None)
+    fmt = audio_format(dest, flag, None)
     if fmt == path.suffix.lstrip("."):
         return _deliver(path, dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return write_audio(dest, read_audio(path), fmt=fmt)
+    return write_audio(dest, read_audio(path), fmt=fmt, tags=read_tags(path))
 
 
 def _deliver_plot(path: Path, dest: Path) -> Path:

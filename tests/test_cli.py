@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -80,6 +81,63 @@ def test_bad_input_is_refused_naming_the_flag_before_any_weights(tmp_path: Path,
     assert message in done.stderr, done.stderr
     assert "weights" not in done.stderr.split(message, 1)[1].splitlines()[0]
     assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.fixture()
+def three_seconds(tmp_path: Path) -> Path:
+    path = tmp_path / "a.wav"
+    sf.write(path, np.zeros((3 * 32000, 1), np.float32), 32000)
+    return path
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    # input_audio without continuation is melody conditioning, which a text-only model cannot take.
+    (["--model-version", "small", "--input-audio", "{wav}"],
+     "--input-audio='a.wav' is not allowed: melody conditioning needs a melody model, and --model-version small is "
+     "text-only: choose a melody --model-version, or set --continuation to continue the audio"),
+    # The file's header says 3 s: a 3 s prompt leaves nothing to generate in 3 s.
+    (["--input-audio", "{wav}", "--continuation", "--duration", "3"],
+     "--duration=3 is not allowed: longer than the continuation prompt (3.00 s from --continuation-start to "
+     "--continuation-end)"),
+    (["--input-audio", "{wav}", "--continuation", "--continuation-start", "4"],
+     "--continuation-start=4 is not allowed: seconds before the end of --input-audio (3.000 s)"),
+    (["--input-audio", "{wav}", "--continuation", "--continuation-end", "9"],
+     "--continuation-end=9 is not allowed: seconds up to the end of --input-audio (3.000 s)"),
+    (["--input-audio", "{wav}", "--continuation-start", "2", "--continuation-end", "1"],
+     "--continuation-end=1 is not allowed: greater than --continuation-start (2)"),
+    (["--continuation"], "--input-audio=None is not allowed: an audio file when --continuation is given"),
+    (["--weights", "{tmp}/missing.th"], "--weights='{tmp}/missing.th' is not allowed: a fine-tuned checkpoint file"),
+])
+def test_what_the_input_file_rules_out_is_refused_before_any_weights(tmp_path: Path, three_seconds: Path,
+                                                                     args: list[str], message: str) -> None:
+    """An empty weights root: each of these was found only after the model was looked for (or loaded)."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    args = [a.format(wav=three_seconds, tmp=tmp_path) for a in args]
+    done = run_cli("generate", "--prompt", "x", *args, "-o", str(tmp_path / "x.wav"), weights=empty)
+    assert done.returncode == 2, done.stderr
+    assert message.format(tmp=tmp_path) in done.stderr, done.stderr
+    assert "are not under" not in done.stderr and "loading" not in done.stderr
+
+
+def test_a_song_too_short_to_remix_is_refused_before_any_weights(tmp_path: Path, three_seconds: Path) -> None:
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    done = run_cli("remix", "--music-input", str(three_seconds), "--prompt", "x", "-o", str(tmp_path / "x.wav"),
+                   weights=empty)
+    assert done.returncode == 2, done.stderr
+    assert "--music-input='a.wav' is not allowed: a song of at least 5 s (this one is 3.00 s)" in done.stderr
+    assert "are not under" not in done.stderr
+
+
+def test_sync_refuses_a_bad_threshold_by_its_flag_before_reading_audio(tmp_path: Path) -> None:
+    not_audio = tmp_path / "ref.wav"
+    not_audio.write_text("not audio\n")  # reading it would be refused: the threshold is checked first
+    done = run_cli("sync", "--reference", str(not_audio), "--audio", str(not_audio), "--threshold", "-5", "-o",
+                   str(tmp_path / "s.wav"))
+    assert done.returncode == 2, done.stderr
+    assert "--threshold=-5.0 is not allowed: a positive number of seconds" in done.stderr, done.stderr
+    assert "beat_sync_threshold" not in done.stderr and "reference" not in done.stderr
 
 
 @pytest.mark.parametrize(("command", "flag"), [
@@ -193,17 +251,26 @@ def test_sync_aligns_a_take_to_the_reference(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_remix_writes_the_mix_and_the_extras(tiny_weights: Path, song: Path, tmp_path: Path) -> None:
-    outs = {name: tmp_path / name for name in ("mix.mp3", "inst.wav", "voc.wav", "analysis.json", "plot.jpg")}
+    outs = {name: tmp_path / name for name in ("mix.mp3", "inst.flac", "voc.wav", "analysis.json", "plot.jpg")}
     done = run_cli("remix", "--music-input", str(song), "--prompt", "reggae", "--seed", "1", "--model-version",
-                   "chord", "-o", str(outs["mix.mp3"]), "--instrumental", str(outs["inst.wav"]), "--vocals",
+                   "chord", "-o", str(outs["mix.mp3"]), "--instrumental", str(outs["inst.flac"]), "--vocals",
                    str(outs["voc.wav"]), "--analysis", str(outs["analysis.json"]), "--plot", str(outs["plot.jpg"]),
                    weights=tiny_weights)
     assert done.returncode == 0, done.stderr
     assert all(path.exists() for path in outs.values())
-    assert sf.info(outs["inst.wav"]).duration == pytest.approx(sf.info(song).duration, abs=0.01)
+    assert sf.info(outs["inst.flac"]).duration == pytest.approx(sf.info(song).duration, abs=0.01)
     assert json.loads(outs["analysis.json"].read_text())["analysis"]["bpm"] == pytest.approx(120, abs=1.5)
     assert outs["plot.jpg"].read_bytes()[:3] == b"\xff\xd8\xff"  # the suffix decides: a JPEG
     assert sf.info(outs["mix.mp3"]).format == "MP3"
+    # Every audio file says what made it, the stem re-encoded to FLAC on delivery included.
+    from musicgen_remix.audio.tags import SOFTWARE, read_tags
+
+    for name in ("mix.mp3", "inst.flac", "voc.wav"):
+        tags = read_tags(outs[name])
+        assert (tags["title"], tags["software"]) == ("reggae", SOFTWARE), name
+        record = json.loads(tags["comment"])
+        assert (record["entrypoint"], record["prompt"], record["seed"]) == ("remix", "reggae", 1), name
+        assert record["inputs"]["model_version"] == "chord" and record["inputs"]["music_input"] == "song.wav"
 
 
 def test_weights_list_names_every_asset() -> None:

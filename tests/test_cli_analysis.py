@@ -52,12 +52,16 @@ def test_analyze_json_keeps_its_contract_and_states_a_6_8_tempo_as_a_musician_wo
     assert data["bpm"] == pytest.approx(70, rel=0.04)
     assert data["meter"] == 2 and data["time_signature"] == "6/8"
     assert data["downbeats"][0] == pytest.approx(0.4, abs=0.07)
+    # A bar per stage on stderr, filled when the stage ends.
+    assert "beats and tempo: 100%" in done.stderr and "1/1" in done.stderr, done.stderr
+    assert "chords: 100%" in done.stderr
 
 
 @pytest.mark.slow
 def test_sync_aligns_a_take_that_starts_further_than_the_threshold_from_the_song(tmp_path: Path) -> None:
     from musicgen_remix.analysis.beats import track_beats
     from musicgen_remix.audio import read_audio
+    from musicgen_remix.audio.tags import SOFTWARE, read_tags
 
     song = Piece("song", ("A:min", "F:maj", "C:maj", "G:maj") * 2, bpm=120, lead_in=0.2)
     take = dataclasses.replace(song, name="take", bpm=114, lead_in=1.4, chord_program=4)  # 1.2 s late, 5 % slower
@@ -71,6 +75,14 @@ def test_sync_aligns_a_take_that_starts_further_than_the_threshold_from_the_song
     assert sf.info(out).frames == sf.info(reference.path).frames
     assert plot.read_bytes().startswith(b"\x89PNG")
     assert "moved 8 downbeats by" in done.stderr and "to land on ref.wav's" in done.stderr, done.stderr
+    # Progress: the two downbeat grids as two steps, then the stretch.
+    assert "beats and tempo: 100%" in done.stderr and "2/2" in done.stderr and "beat sync: 100%" in done.stderr
+    # The output says what it is.
+    tags = read_tags(out)
+    assert tags["title"] == "take.wav synced to ref.wav" and tags["software"] == SOFTWARE
+    record = json.loads(tags["comment"])
+    assert (record["entrypoint"], record["reference"], record["audio"]) == ("sync", "ref.wav", "take.wav")
+    assert record["inputs"] == {"threshold": None} and record["threshold_s"] > 0
     found = track_beats(read_audio(out)).downbeats
     errors = np.array([np.abs(found - d).min() for d in reference.downbeats])
     # madmom decodes at 10 ms frames: within 20 ms is within two frames of the song's downbeats.

@@ -14,6 +14,7 @@ from musicgen_remix.analysis.beats import Beats, track_beats
 from musicgen_remix.analysis.chords import Chord, recognize_chords
 from musicgen_remix.analysis.names import common_name, estimate_key
 from musicgen_remix.audio import Audio
+from musicgen_remix.engine.progress import Progress
 
 # JSON times are rounded to the millisecond, tempo to the hundredth of a bpm: finer is noise.
 _TIME_DECIMALS = 3
@@ -81,10 +82,16 @@ class Analysis:
         }
 
 
-def analyze(audio: Audio, *, large_vocabulary: bool = True) -> Analysis:
-    """Track beats, then recognise chords in ``audio`` with their boundaries snapped to those beats."""
-    beats = track_beats(audio)
-    chords = recognize_chords(audio, large_vocabulary=large_vocabulary, beats=beats.times)
+def analyze(audio: Audio, *, large_vocabulary: bool = True, progress: Progress | None = None) -> Analysis:
+    """Track beats, then recognise chords in ``audio`` with their boundaries snapped to those beats.
+
+    ``progress`` hears when each of the two stages (``beats and tempo``, ``chords``) starts and ends.
+    """
+    progress = progress or Progress()
+    with progress.stage("beats and tempo"):
+        beats = track_beats(audio)
+    with progress.stage("chords"):
+        chords = recognize_chords(audio, large_vocabulary=large_vocabulary, beats=beats.times)
     return Analysis.from_results(audio.duration, audio.sample_rate, beats, chords)
 
 
