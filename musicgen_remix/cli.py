@@ -27,7 +27,7 @@ from musicgen_remix.errors import InputError, MusicgenRemixError
 if TYPE_CHECKING:
     from musicgen_remix.analysis.beats import Beats
     from musicgen_remix.audio import Audio, OutputFormat
-    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.progress import Progress
     from musicgen_remix.remix.beatsync import SyncPlan
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,8 @@ def _add_generate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from musicgen_remix.engine.progress import Progress
     from musicgen_remix.generate import GenerateRequest, check_request
+    from musicgen_remix.progress import Progress
     from musicgen_remix.service import GenerateService
 
     fmt = audio_format(args.output, "--output", args.output_format)
@@ -203,7 +203,7 @@ def _add_remix(p: argparse.ArgumentParser) -> None:
 
 
 def _run_remix(args: argparse.Namespace) -> int:
-    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.progress import Progress
     from musicgen_remix.remix.request import RemixRequest, check_remix_request
     from musicgen_remix.service import RemixService
 
@@ -255,7 +255,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
     from musicgen_remix.analysis.summary import analyze, format_summary
     from musicgen_remix.audio import read_audio
-    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.progress import Progress
 
     if args.plot is not None:
         file_format(args.plot, "--plot", PLOT_FORMATS)
@@ -289,7 +289,7 @@ def _run_sync(args: argparse.Namespace) -> int:
     from musicgen_remix.audio import read_audio, write_audio
     from musicgen_remix.audio.io import check_audio_file
     from musicgen_remix.audio.tags import sync_tags
-    from musicgen_remix.engine.progress import Progress
+    from musicgen_remix.progress import Progress
     from musicgen_remix.remix.beatsync import check_threshold, resolve_threshold, sync_to_reference
 
     # 1. Everything that needs no audio decoded: the output names, the threshold, the input files.

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from musicgen_remix.engine.fastlm import warm_up
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import InputError, WeightsError
 from musicgen_remix.generate import GenerateJob, GenerateRequest, GenerateResult, check_request, run_generate
 from musicgen_remix.models.hub import use_weights_root
 from musicgen_remix.models.remote import FIELD as WEIGHTS_FIELD
 from musicgen_remix.models.remote import UrlMemo, check_url, download_checkpoint
 from musicgen_remix.models.store import CHORD_RELEASES, RELEASES, SUPPORT_ASSETS, Loaded, ModelStore
+from musicgen_remix.progress import Progress
 from musicgen_remix.remix.pipeline import RemixResult, run_remix
 from musicgen_remix.remix.request import RemixJob, RemixRequest, check_remix_request
 from musicgen_remix.remix.separate import Separator

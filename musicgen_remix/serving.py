@@ -40,8 +40,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from musicgen_remix.engine.progress import Progress, log_progress
 from musicgen_remix.errors import InputError
+from musicgen_remix.progress import Progress, log_progress
 
 logger = logging.getLogger(__name__)
 

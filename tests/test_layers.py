@@ -2,12 +2,13 @@
 
 Layers, bottom to top (what each may use):
 
-1. ``errors`` — the error family (and the package's ``__init__``: its version).
+1. ``errors`` — the error family (and the package's ``__init__``: its version); then ``progress``: progress
+   reporting and the cancel flag every long stage checks, from analysis to generation.
 2. ``audio`` — reading, writing, normalising audio.
 3. ``weights`` — the registry and downloads (files, not models).
 4. ``models`` — loading checkpoints safely into models, the model store.
 5. ``analysis`` — beats, chords, chroma of a song (no models of ours).
-6. ``engine`` — shared inputs, sampling, seeds, progress, token generation and decoding.
+6. ``engine`` — shared inputs, sampling, seeds, token generation and decoding.
 7. ``generate``, ``remix`` — the two pipelines (neither imports the other).
 8. ``service`` — what an entrypoint holds: models loaded once, requests served.
 9. ``serving``, ``serve`` — the Cog entrypoints' plumbing and the ``serve`` command.
@@ -34,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "musicgen_remix"
 ROOMS = (PACKAGE, "fixtures", "benchmarks", "tests")
-LAYERS = [["errors", "__init__"], ["audio"], ["weights"], ["models"], ["analysis"], ["engine"], ["generate", "remix"],
-          ["service"], ["serving", "serve"], ["cli"], ["__main__"]]
+LAYERS = [["errors", "__init__"], ["progress"], ["audio"], ["weights"], ["models"], ["analysis"], ["engine"],
+          ["generate", "remix"], ["service"], ["serving", "serve"], ["cli"], ["__main__"]]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 # What each room around the package must never import.
 FORBIDDEN = {PACKAGE: {"fixtures", "benchmarks", "tests"}, "fixtures": {"tests", "benchmarks"},

@@ -14,7 +14,7 @@ from musicgen_remix.analysis.beats import Beats, track_beats
 from musicgen_remix.analysis.chords import Chord, recognize_chords
 from musicgen_remix.analysis.names import common_name, estimate_key
 from musicgen_remix.audio import Audio
-from musicgen_remix.engine.progress import Progress
+from musicgen_remix.progress import Progress
 
 # JSON times are rounded to the millisecond, tempo to the hundredth of a bpm: finer is noise.
 _TIME_DECIMALS = 3

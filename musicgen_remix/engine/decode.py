@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from musicgen_remix.engine.progress import Progress
+from musicgen_remix.progress import Progress
 
 MBD_STAGE = "MultiBand Diffusion decoding"
 

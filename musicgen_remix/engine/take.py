@@ -13,8 +13,8 @@ from musicgen_remix.audio import Audio, normalize, write_audio
 from musicgen_remix.audio.tags import Provenance
 from musicgen_remix.engine.decode import decode
 from musicgen_remix.engine.inputs import Shared
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.errors import MusicgenRemixError
+from musicgen_remix.progress import Progress
 
 if TYPE_CHECKING:
     import torch

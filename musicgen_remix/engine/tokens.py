@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from musicgen_remix.engine.fastlm import decoder
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.sampling import Sampling
+from musicgen_remix.progress import Progress
 
 if TYPE_CHECKING:
     import torch

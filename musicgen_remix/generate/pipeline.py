@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from musicgen_remix.audio import Audio, convert, read_audio, trim
 from musicgen_remix.audio.tags import Provenance, public_url
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.seeding import apply_seed
 from musicgen_remix.engine.take import deliver, render
 from musicgen_remix.engine.tokens import generate_tokens
 from musicgen_remix.errors import AudioError, InputError
 from musicgen_remix.generate.request import INPUT_AUDIO_MAX_S, INPUT_AUDIO_MIN_S, GenerateJob
+from musicgen_remix.progress import Progress
 
 if TYPE_CHECKING:
     import torch

@@ -23,11 +23,11 @@ from musicgen_remix.analysis.chroma import chords_to_chroma
 from musicgen_remix.analysis.summary import Analysis
 from musicgen_remix.audio import Audio, OutputFormat, integrated_loudness, read_audio, write_audio
 from musicgen_remix.audio.tags import Provenance
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.seeding import apply_seed
 from musicgen_remix.engine.take import deliver, render
 from musicgen_remix.engine.tokens import generate_windows
 from musicgen_remix.errors import AudioError
+from musicgen_remix.progress import Progress
 from musicgen_remix.remix.beatsync import SyncPlan, resolve_threshold, sync_to_reference
 from musicgen_remix.remix.mix import MixReport, mix_vocals
 from musicgen_remix.remix.plot import plot_remix

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from musicgen_remix.audio import Audio, convert
-from musicgen_remix.engine.progress import Progress
+from musicgen_remix.progress import Progress
 
 if TYPE_CHECKING:
     import torch

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.sampling import CFG_MAX, TEMPERATURE_MAX, Sampling
 from musicgen_remix.engine.seeding import SEED_MAX, apply_seed, resolve_seed
 from musicgen_remix.engine.tokens import EXTEND_STRIDE_S, Window, generate_tokens, plan_windows
 from musicgen_remix.errors import Canceled, InputError
+from musicgen_remix.progress import Progress
 
 SR = 32000
 FRAME_RATE = 50

@@ -18,10 +18,10 @@ import torch
 
 from musicgen_remix.engine import fastlm
 from musicgen_remix.engine.fastlm import DECODER_ENV, decoder, fast_generate, supports
-from musicgen_remix.engine.progress import Progress
 from musicgen_remix.engine.sampling import Sampling
 from musicgen_remix.engine.seeding import apply_seed
 from musicgen_remix.engine.tokens import generate_tokens
+from musicgen_remix.progress import Progress
 
 SR = 32000
 GREEDY = {"use_sampling": False, "temp": 0.0, "top_k": 1, "top_p": 0.0}
