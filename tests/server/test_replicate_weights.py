@@ -20,7 +20,10 @@ hits within seconds. A second server, started without the allow-list, refuses ev
 one error, whether anything listens there or not, and never connects.
 
 The server gets a private weights root (symlinks to the tiny weights) so that its download cache,
-``<root>/.cache/replicate_weights``, is its own.
+``<root>/.cache/replicate_weights``, is its own. It runs with a secret in its environment
+(``MUSICGEN_TEST_SECRET``) that a caller's checkpoint config tries to read with ``${oc.env:...}``: refused
+without being resolved, and the secret is in no response and no log line. A small file declaring a large
+model is refused from its shapes before anything is built (no GBs allocated, in seconds).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]  # each module starts real servers (8-15 s each)
 
+SECRET = "s3cr3t-of-the-worker-0f9e2c"  # in the server's environment, as an API token would be
 MAX_BYTES = 2_000_000  # above every tiny fine-tune (< 1 MB), far below a real one
 STALL_S, STALL_BYTES = 2, 4096  # a local peer delivers a tiny fine-tune in milliseconds
 KEEP = 3  # musicgen_remix.models.remote.KEEP
@@ -68,7 +72,8 @@ def server(cog_servers: StartServer, weights_root: Path) -> CogServer:
                        env={"MUSICGEN_REMIX_MAX_WEIGHTS_BYTES": str(MAX_BYTES),
                             "MUSICGEN_REMIX_ALLOWED_HOSTS": "127.0.0.1",
                             "MUSICGEN_REMIX_DOWNLOAD_STALL_S": str(STALL_S),
-                            "MUSICGEN_REMIX_DOWNLOAD_STALL_BYTES": str(STALL_BYTES)})
+                            "MUSICGEN_REMIX_DOWNLOAD_STALL_BYTES": str(STALL_BYTES),
+                            "MUSICGEN_TEST_SECRET": SECRET})
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +185,89 @@ def test_trickling_peer_is_cut_off_and_the_slot_freed(server: CogServer, cache_d
     assert trickle.hung_up is not None and trickle.hung_up - trickle.started < STALL_S + 3
     assert not cache_dir.exists() or not list(cache_dir.glob("*.part"))
     assert str(cache_dir) not in error
+
+
+# ----------------------------------------------------------------------------------------------------
+# Untrusted configs and architectures (issue 11)
+
+
+def edited_finetune(tiny_weights: Path, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """A fixture fine-tune (a Hydra-composed config, as real ones carry) changed by ``edit``; the file's bytes.
+
+    Read with a plain ``torch.load``: the file is the fixtures' own, and the expectation must not come from the
+    loader under test."""
+    import torch
+
+    pkg = torch.load(finetune_path(tiny_weights, "melody-a"), map_location="cpu", weights_only=False)
+    edit(pkg)
+    path = tmp_path / "edited.th"
+    torch.save(pkg, path)
+    return path.read_bytes()
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(pkg: dict[str, Any]) -> None:
+        from omegaconf import OmegaConf
+
+        OmegaConf.update(pkg["xp.cfg"], key, value, force_add=True)
+    return edit
+
+
+def _yaml_lm_model(pkg: dict[str, Any]) -> None:
+    from omegaconf import OmegaConf
+
+    text = OmegaConf.to_yaml(pkg["xp.cfg"])
+    assert "lm_model: transformer_lm" in text
+    pkg["xp.cfg"] = text.replace("lm_model: transformer_lm", "lm_model: ${oc.env:MUSICGEN_TEST_SECRET}")
+
+
+@pytest.mark.parametrize(("where", "edit"), [
+    ("lm_model", _set("lm_model", "${oc.env:MUSICGEN_TEST_SECRET}")),
+    ("conditioners.description.t5.name", _set("conditioners.description.t5.name", "${oc.env:MUSICGEN_TEST_SECRET}")),
+    ("lm_model (YAML text)", _yaml_lm_model),
+])
+def test_a_config_reading_the_environment_is_refused_and_the_secret_never_shown(
+        server: CogServer, files: FileServer, tiny_weights: Path, tmp_path: Path, where: str,
+        edit: Callable[[dict[str, Any]], None]) -> None:
+    # The secret is there to be read: in the environment of the worker that loads the checkpoint.
+    environments = [Path(f"/proc/{pid}/environ").read_bytes() for pid in server.process_tree()]
+    assert any(f"MUSICGEN_TEST_SECRET={SECRET}".encode() in env for env in environments)
+    url = files.add(f"/secret/{where.split()[0]}.th", edited_finetune(tiny_weights, tmp_path, edit))
+    response = server.predict({**PROMPT, "seed": 1, "replicate_weights": url})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "failed", body["status"]
+    assert "InputError: replicate_weights=" in body["error"], body["error"]
+    assert f"config key {where.split()[0]} calls an OmegaConf resolver" in body["error"], body["error"]
+    assert SECRET not in response.text  # neither the error nor the logs
+    assert SECRET not in server.log_text()
+    assert server.wait_status("READY") == "READY"
+
+
+def _declares_large(pkg: dict[str, Any]) -> None:
+    """The release "large" architecture (dim 2048, 32 heads, 48 layers, 2048 tokens) over one tiny tensor."""
+    import torch
+    from omegaconf import OmegaConf
+
+    for key, value in (("dim", 2048), ("num_heads", 32), ("num_layers", 48), ("card", 2048)):
+        OmegaConf.update(pkg["xp.cfg"], f"transformer_lm.{key}", value)
+    pkg["model"] = {"emb.0.weight": torch.zeros(3, 3)}
+
+
+def test_a_small_file_declaring_a_large_model_is_refused_quickly(server: CogServer, files: FileServer,
+                                                                 tiny_weights: Path, tmp_path: Path) -> None:
+    """The 12 KB checkpoint that cost 3 GB and a minute: refused from its tensors' shapes, nothing built."""
+    data = edited_finetune(tiny_weights, tmp_path, _declares_large)
+    assert len(data) < 200_000
+    url = files.add("/large/declared.th", data)
+    peak_before = server.peak_rss_bytes()
+    started = time.monotonic()
+    error = failure(server, url)
+    elapsed = time.monotonic() - started
+    assert "tensors do not match its config's architecture" in error, error
+    assert elapsed < 5.0, f"refused only after {elapsed:.1f} s"
+    grown = server.peak_rss_bytes() - peak_before
+    assert grown < 300 * 2**20, f"the server's peak memory grew by {grown / 2**20:.0f} MiB"
 
 
 # ----------------------------------------------------------------------------------------------------
