@@ -397,6 +397,19 @@ def test_non_finite_numbers_are_refused_naming_the_field(servers: dict[str, CogS
     assert servers[entrypoint].wait_status("READY") == "READY"
 
 
+@pytest.mark.parametrize("field", ["beat_sync_threshold", "chroma_coefficient"])
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e309"])
+def test_non_finite_remix_numbers_are_refused_naming_the_field(remix_server: CogServer, field: str,
+                                                               literal: str) -> None:
+    """The remix's own floats: refused (400) naming the input, the value not echoed back (the detailed remix's
+    are checked in ``test_remix_server``)."""
+    response = raw_post(remix_server, f'{{"input": {{"prompt": "calm piano", "{field}": {literal}}}}}')
+    assert response.status_code == 400, response.text
+    assert f"input.{field}" in response.text
+    assert literal.lstrip("-") not in response.text
+    assert remix_server.wait_status("READY") == "READY"
+
+
 @pytest.mark.parametrize("entrypoint", ["generate", "remix"])
 @pytest.mark.parametrize(("field", "value"), [("top_p", "inf"), ("temperature", "NaN"), ("beat_sync_threshold", "-inf"),
                                               ("chroma_coefficient", "nan")])
