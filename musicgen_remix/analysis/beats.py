@@ -30,6 +30,7 @@ import pickle
 import select
 import signal
 import sys
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -264,19 +265,40 @@ def in_child(function: Any, *args: Any) -> Any:
 
     For a native call that holds the GIL for seconds: the calling thread waits on the child's pipe in steps of
     ``POLL_S``, so an exception raised into it (a Cog cancel) lands within a step; on any exception the child is
-    killed and reaped before the exception propagates. The child runs nothing of the parent's at exit (it leaves
+    killed and reaped before the exception propagates.
+
+    The fork itself happens on a short-lived thread of its own: ``os.fork`` runs Python's at-fork handlers
+    (``logging`` takes and releases its module lock around it), and an exception raised into the calling thread
+    while it forked would be swallowed there (Python reports exceptions of at-fork handlers and goes on), losing
+    the cancel and possibly leaving that lock taken. The child runs nothing of the parent's at exit (it leaves
     with ``os._exit``) and writes nothing to the parent's output streams; ``function`` must not use threads (the
     child has only the forking one) nor torch. Linux only (fork).
 
     Raises:
         AnalysisError: ``function`` raised in the child (its type and message), or the child died.
+        OSError: the fork failed.
     """
     read_fd, write_fd = os.pipe()
-    pid = 0
-    try:
-        pid = os.fork()
+    forked: list[int] = []
+    failed: list[OSError] = []
+
+    def fork() -> None:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            failed.append(exc)
+            return
         if pid == 0:  # pragma: no cover - the child; its outcome is checked through the parent
             _child(write_fd, read_fd, function, args)
+        forked.append(pid)
+
+    forker = threading.Thread(target=fork, name="musicgen-remix-fork", daemon=True)
+    try:
+        forker.start()
+        while forker.is_alive():
+            forker.join(POLL_S)
+        if failed:
+            raise failed[0]
         os.close(write_fd)
         write_fd = -1
         chunks = []
@@ -287,10 +309,11 @@ def in_child(function: Any, *args: Any) -> Any:
                 if not chunk:
                     break
                 chunks.append(chunk)
-        _, status = os.waitpid(pid, 0)
-        pid = 0
+        _, status = os.waitpid(forked[0], 0)
+        forked.clear()
     except BaseException:
-        if pid > 0:
+        forker.join()  # a fork takes milliseconds; the child it made must be known to be killed
+        for pid in forked:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         raise
