@@ -341,7 +341,9 @@ def test_new_content_at_the_same_url_is_downloaded_and_served(server: CogServer,
     b = output(server, 13, url)
     assert a != b
     assert files.gets(path) == (2, 0)
-    assert output(server, 13, files.add("/direct/melody-b.th", finetune(tiny_weights, "melody-b"))) == b
+    # The same weights from another URL: the same music (the file's tags record the URL, so compare samples).
+    direct = output(server, 13, files.add("/direct/melody-b.th", finetune(tiny_weights, "melody-b")))
+    assert np.array_equal(samples(direct), samples(b))
 
 
 def test_url_without_validators_is_downloaded_each_time(server: CogServer, files: FileServer,
@@ -378,6 +380,8 @@ def test_cog_weights_is_served_as_the_default_model(cog_servers: StartServer, se
     setup_logs = trained.health()["setup"]["logs"]
     assert "ready: default model fine-tune" in setup_logs, setup_logs
     default_output = output(trained, 21)
-    # The same fine-tune through replicate_weights on the plain server gives the same audio.
-    assert default_output == output(server, 21, files.add("/same/melody-b.th", path.read_bytes()))
+    # The same fine-tune through replicate_weights on the plain server gives the same audio (the tags differ:
+    # they record the replicate_weights URL).
+    same = output(server, 21, files.add("/same/melody-b.th", path.read_bytes()))
+    assert np.array_equal(samples(default_output), samples(same))
     assert not np.array_equal(samples(default_output), samples(output(server, 21)))
