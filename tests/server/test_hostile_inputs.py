@@ -175,7 +175,8 @@ def inputs_for(entrypoint: str, **extra: object) -> dict:
 
 def file_inputs(entrypoint: str, uri: str) -> dict:
     if entrypoint == "generate":
-        return inputs_for("generate", input_audio=uri, continuation=True, duration=3)
+        # Longer than any of the files (at most 6 s): the output includes the whole file as its prompt.
+        return inputs_for("generate", input_audio=uri, continuation=True, duration=8)
     return inputs_for("remix", music_input=uri)
 
 
