@@ -109,7 +109,9 @@ class GenerateService(_Service):
                 # report it against their input, in their terms.
                 self.weights_memo.forget(url)
                 path.unlink(missing_ok=True)
-                raise InputError(WEIGHTS_FIELD, url, f"a fine-tuned MusicGen checkpoint ({exc})") from None
+                # The loader names the file by its cache name (<sha256>.th), which the caller never saw.
+                reason = str(exc).replace(path.name, "the downloaded file")
+                raise InputError(WEIGHTS_FIELD, url, f"a fine-tuned MusicGen checkpoint ({reason})") from None
         if job.model_version == "default":
             return self.default
         return self.store.release(job.model_version)

@@ -466,10 +466,14 @@ def test_malicious_replicate_weights_is_refused(generate_service: GenerateServic
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.th"
     torch.save({"xp.cfg": "{}", "model": shell(marker)}, evil)
-    with pytest.raises(MusicgenRemixError, match="refused to load"):
-        run(generate_service, tmp_path, "a", prompt="calm piano", seed=1,
-            replicate_weights=weights_server.serve(evil))
+    url = weights_server.serve(evil)
+    with pytest.raises(InputError, match="refused to load") as info:
+        run(generate_service, tmp_path, "a", prompt="calm piano", seed=1, replicate_weights=url)
     assert not marker.exists()
+    # Named as the caller sent it, not by the server's cache file (<sha256>.th).
+    assert info.value.field == "replicate_weights" and url in str(info.value)
+    assert hashlib.sha256(evil.read_bytes()).hexdigest() not in str(info.value)
+    assert "the downloaded file" in str(info.value)
     # The service still serves its default model afterwards.
     assert run(generate_service, tmp_path, "b", prompt="calm piano", seed=1).model == "melody"
 
