@@ -97,7 +97,7 @@ def three_seconds(tmp_path: Path) -> Path:
      "text-only: choose a melody --model-version, or set --continuation to continue the audio"),
     # The file's header says 3 s: a 3 s prompt leaves nothing to generate in 3 s.
     (["--input-audio", "{wav}", "--continuation", "--duration", "3"],
-     "--duration=3 is not allowed: longer than the continuation prompt (3.00 s from --continuation-start to "
+     "--duration=3 is not allowed: a duration longer than the continuation prompt (3.00 s from --continuation-start to "
      "--continuation-end)"),
     (["--input-audio", "{wav}", "--continuation", "--continuation-start", "4"],
      "--continuation-start=4 is not allowed: seconds before the end of --input-audio (3.000 s)"),

@@ -111,7 +111,7 @@ def _conditioning(job: GenerateJob, source: Audio | None, loaded: Loaded) -> tup
     audio = convert(source, info.sample_rate, 2 if info.stereo else 1)
     if job.continuation:
         if audio.duration >= job.duration:
-            raise InputError("duration", job.duration, f"longer than the continuation prompt "
+            raise InputError("duration", job.duration, f"a duration longer than the continuation prompt "
                                                        f"({audio.duration:.2f} s from continuation_start to "
                                                        f"continuation_end): duration counts the prompt too")
         if audio.duration >= info.max_duration:

@@ -138,6 +138,6 @@ def _check_part(req: GenerateRequest, seconds: float, end: float | None) -> None
                          f"a part of input_audio at least {INPUT_AUDIO_MIN_S} s long (continuation_start to "
                          f"continuation_end is {part:.3f} s)")
     if req.continuation and part >= req.duration:
-        raise InputError("duration", req.duration, f"longer than the continuation prompt ({part:.2f} s from "
-                                                   "continuation_start to continuation_end): the output "
+        raise InputError("duration", req.duration, f"a duration longer than the continuation prompt ({part:.2f} s "
+                                                   "from continuation_start to continuation_end): the output "
                                                    "includes the prompt")
