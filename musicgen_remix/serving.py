@@ -53,17 +53,24 @@ were written just before ``run()`` was called, and Cog serves one request at a t
 
 class RequestDirs:
     """One temporary directory per request; the previous one is removed when the next request starts and
-    the last one when the process exits."""
+    the last one when the process exits.
+
+    A process that cannot run its exit handlers leaves its last directory: coglet kills a worker that has
+    not exited 10 s after ``POST /shutdown`` (a prediction still running on a busy machine), and the kernel
+    kills one that runs out of memory. Directories are named ``musicgen-remix-<pid>-*``, so the next process
+    to start removes those whose process is gone (:func:`remove_orphaned_dirs`).
+    """
 
     def __init__(self) -> None:
         self._last: Path | None = None
         self._lock = threading.Lock()
+        remove_orphaned_dirs()
         atexit.register(self.cleanup)
 
     def new(self) -> Path:
         with self._lock:
             self._remove_last()
-            self._last = Path(tempfile.mkdtemp(prefix=REQUEST_DIR_PREFIX))
+            self._last = Path(tempfile.mkdtemp(prefix=f"{REQUEST_DIR_PREFIX}{os.getpid()}-"))
             return self._last
 
     def cleanup(self) -> None:
@@ -159,6 +166,35 @@ class Entrypoint:
         finally:
             gc.collect()  # reference cycles the request left (figures, tracebacks) hold memory until collected
             release_freed_memory()  # what this request's pipeline freed
+
+
+def remove_orphaned_dirs(tmpdir: Path | None = None) -> list[str]:
+    """Remove the request directories in ``TMPDIR`` whose process no longer exists; returns their names.
+
+    A directory whose pid is alive is kept, whoever that process is now (a reused pid errs on the safe side).
+    """
+    root = Path(tmpdir or tempfile.gettempdir())
+    removed = []
+    for path in root.glob(f"{REQUEST_DIR_PREFIX}*-*"):
+        pid_text = path.name[len(REQUEST_DIR_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or path.is_symlink() or not path.is_dir() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    if removed:
+        logger.info("removed %d request director%s left by processes that are gone", len(removed),
+                    "y" if len(removed) == 1 else "ies")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def remove_cog_leftovers(tmpdir: Path | None = None) -> list[str]:

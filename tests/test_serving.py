@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 from cog import CancelationException
 
 from musicgen_remix.errors import InputError
-from musicgen_remix.serving import Entrypoint, RequestDirs, downloaded_file
+from musicgen_remix.serving import Entrypoint, RequestDirs, downloaded_file, remove_orphaned_dirs
 
 
 def test_request_dirs_keep_only_the_live_request() -> None:
@@ -23,6 +26,29 @@ def test_request_dirs_keep_only_the_live_request() -> None:
     assert not first.exists() and second.is_dir()
     dirs.cleanup()
     assert not second.exists()
+
+
+def test_directories_of_processes_that_are_gone_are_removed_at_start(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a killed worker left (no exit handlers ran) is removed by the next one; live processes' stay."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # reaped: its pid names no process now
+    orphan = tmp_path / f"musicgen-remix-{gone.pid}-abc123"
+    (orphan / "sub").mkdir(parents=True)
+    (orphan / "sub" / "output.wav").write_bytes(b"x")
+    live = tmp_path / f"musicgen-remix-{os.getpid()}-def456"
+    live.mkdir()
+    unrelated = tmp_path / "musicgen-remix-notapid"
+    unrelated.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches the directory it found
+    dirs = RequestDirs()
+    assert not orphan.exists()
+    assert live.is_dir() and unrelated.is_dir()
+    new = dirs.new()
+    assert new.parent == tmp_path and new.name.startswith(f"musicgen-remix-{os.getpid()}-")
+    assert remove_orphaned_dirs(tmp_path) == []  # the new one's process is alive
+    dirs.cleanup()
 
 
 def test_a_successful_request_keeps_its_directory_for_the_upload() -> None:
