@@ -126,7 +126,7 @@ def test_a_song_too_short_to_remix_is_refused_before_any_weights(tmp_path: Path,
     done = run_cli("remix", "--music-input", str(three_seconds), "--prompt", "x", "-o", str(tmp_path / "x.wav"),
                    weights=empty)
     assert done.returncode == 2, done.stderr
-    assert "--music-input='a.wav' is not allowed: a song of at least 5 s (this one is 3.00 s)" in done.stderr
+    assert "--music-input='a.wav' is not allowed: a song of at least 5 s (this file has 3.00 s)" in done.stderr
     assert "are not under" not in done.stderr
 
 

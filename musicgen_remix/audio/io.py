@@ -101,6 +101,49 @@ def check_audio_file(path: Path, field: str) -> None:
         raise AudioError(field, name, "a non-empty audio file (this file is 0 bytes)")
 
 
+def declared_seconds(path: Path) -> float | None:
+    """The length an audio file's header declares, read without decoding; None when it declares none.
+
+    Request checks use it to refuse what the file's length already rules out before any model is looked for;
+    the pipelines check the decoded audio again (a truncated file decodes shorter than its header says).
+    """
+    try:
+        info = soundfile.info(str(path))
+        if 0 < info.frames < _UNDECLARED_FRAMES and info.samplerate > 0:
+            return float(info.frames / info.samplerate)
+    except soundfile.SoundFileError:
+        pass  # not a format libsndfile opens (m4a, ...): ffmpeg's estimate
+    try:
+        with av.open(str(path)) as container:
+            seconds = (container.duration or 0) / av.time_base
+    except av.error.FFmpegError:
+        return None  # not audio at all: reading it says so, with the reason
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+# A stream written to a pipe declares an absurd frame count (libsndfile's "unknown length").
+_UNDECLARED_FRAMES = 2**62
+
+
+def check_declared_length(path: Path, field: str, *, min_s: float, max_s: float, too_short: str) -> float | None:
+    """The file's length as its header declares it, refused outside ``[min_s, max_s]``; None when undeclared.
+
+    Args:
+        too_short: what is allowed, said when the file is shorter than ``min_s`` (its length is added).
+
+    Raises:
+        AudioError: naming ``field`` and the file's name.
+    """
+    seconds = declared_seconds(path)
+    if seconds is None:
+        return None  # no length in the header: the pipeline checks the decoded audio
+    if seconds < min_s:
+        raise AudioError(field, path.name, f"{too_short} (this file has {seconds:.2f} s)")
+    if seconds > max_s:
+        raise AudioError(field, path.name, f"audio no longer than {max_s:g} s (this file is {seconds:.1f} s)")
+    return seconds
+
+
 def read_audio(path: str | Path, *, field: str = "input_audio", max_seconds: float | None = None) -> Audio:
     """Decode an audio file into an :class:`Audio` at its own sample rate and channel count.
 

@@ -8,10 +8,8 @@ pipelines take: typed, in range, the seed resolved (drawn once when the caller l
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, cast
 
 from musicgen_remix.audio import OUTPUT_FORMATS, STRATEGIES, OutputFormat, Strategy
@@ -85,33 +83,6 @@ class SharedInputs:
         return Shared(sampling=sampling, normalization=cast(Strategy, self.normalization_strategy),
                       output_format=cast(OutputFormat, self.output_format), seed=resolve_seed(self.seed),
                       multi_band_diffusion=bool(self.multi_band_diffusion))
-
-
-def declared_seconds(path: Path) -> float | None:
-    """The length an audio file's header declares, read without decoding; None when it declares none.
-
-    Request checks use it to refuse what the file's length already rules out before any model is looked for;
-    the pipelines check the decoded audio again (a truncated file decodes shorter than its header says).
-    """
-    import av
-    import soundfile
-
-    try:
-        info = soundfile.info(str(path))
-        if 0 < info.frames < _UNDECLARED_FRAMES and info.samplerate > 0:
-            return float(info.frames / info.samplerate)
-    except soundfile.SoundFileError:
-        pass  # not a format libsndfile opens (m4a, ...): ffmpeg's estimate
-    try:
-        with av.open(str(path)) as container:
-            seconds = (container.duration or 0) / av.time_base
-    except av.error.FFmpegError:
-        return None  # not audio at all: reading it says so, with the reason
-    return seconds if math.isfinite(seconds) and seconds > 0 else None
-
-
-# A stream written to a pipe declares an absurd frame count (libsndfile's "unknown length").
-_UNDECLARED_FRAMES = 2**62
 
 
 def input_defaults(cls: type[Any]) -> dict[str, object]:

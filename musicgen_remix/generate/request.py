@@ -8,16 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
 
-from musicgen_remix.audio.io import check_audio_file
+from musicgen_remix.audio.io import check_audio_file, check_declared_length
 from musicgen_remix.engine.inputs import (
     Shared,
     SharedInputs,
     check_text,
     clean_prompt,
-    declared_seconds,
     input_defaults,
 )
-from musicgen_remix.errors import AudioError, InputError
+from musicgen_remix.errors import InputError
 
 DURATION_MAX_S = 300  # windowed continuation beyond the 30 s window, up to 5 minutes
 REPLICATE_WEIGHTS_MAX_CHARS = 2000
@@ -111,16 +110,10 @@ def _check_input_audio(req: GenerateRequest, path: Path, end: float | None, fine
         raise InputError("input_audio", path.name, f"melody conditioning needs a melody model, and model_version "
                                                    f"{req.model_version} is text-only: choose a melody "
                                                    "model_version, or set continuation=true to continue the audio")
-    seconds = declared_seconds(path)
-    if seconds is None:
-        return  # no length in the header: the pipeline checks the decoded audio
-    if seconds < INPUT_AUDIO_MIN_S:
-        raise AudioError("input_audio", path.name, f"at least {INPUT_AUDIO_MIN_S} s of audio to continue or follow "
-                                                   f"(this file has {seconds:.3f} s)")
-    if seconds > INPUT_AUDIO_MAX_S:
-        raise AudioError("input_audio", path.name, f"audio no longer than {INPUT_AUDIO_MAX_S:g} s (this file is "
-                                                   f"{seconds:.1f} s)")
-    _check_part(req, seconds, end)
+    seconds = check_declared_length(path, "input_audio", min_s=INPUT_AUDIO_MIN_S, max_s=INPUT_AUDIO_MAX_S,
+                                    too_short=f"at least {INPUT_AUDIO_MIN_S} s of audio to continue or follow")
+    if seconds is not None:
+        _check_part(req, seconds, end)
 
 
 def _check_part(req: GenerateRequest, seconds: float, end: float | None) -> None:

@@ -10,16 +10,15 @@ from typing import Literal, cast, get_args
 
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
-from musicgen_remix.audio.io import check_audio_file
+from musicgen_remix.audio.io import check_audio_file, check_declared_length
 from musicgen_remix.engine.inputs import (
     Shared,
     SharedInputs,
     check_text,
     clean_prompt,
-    declared_seconds,
     input_defaults,
 )
-from musicgen_remix.errors import AudioError, InputError
+from musicgen_remix.errors import InputError
 from musicgen_remix.remix.beatsync import check_threshold
 
 ChordVersion = Literal["chord", "stereo-chord", "chord-large", "stereo-chord-large"]
@@ -92,12 +91,5 @@ def check_remix_request(req: RemixRequest) -> RemixJob:
 def _check_song_file(path: Path) -> None:
     """The song's file: usable, and as long as a song the remix takes, by its header (when it says)."""
     check_audio_file(path, "music_input")
-    seconds = declared_seconds(path)
-    if seconds is None:
-        return  # no length in the header: the pipeline checks the decoded song
-    if seconds < SONG_MIN_S:
-        raise AudioError("music_input", path.name, f"a song of at least {SONG_MIN_S:.0f} s (this one is "
-                                                   f"{seconds:.2f} s)")
-    if seconds > SONG_MAX_S:
-        raise AudioError("music_input", path.name, f"audio no longer than {SONG_MAX_S:g} s (this file is "
-                                                   f"{seconds:.1f} s)")
+    check_declared_length(path, "music_input", min_s=SONG_MIN_S, max_s=SONG_MAX_S,
+                          too_short=f"a song of at least {SONG_MIN_S:.0f} s")
