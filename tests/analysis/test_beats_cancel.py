@@ -13,11 +13,11 @@ import os
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fixtures.processes import children
 from musicgen_remix.analysis import beats
 from musicgen_remix.analysis import meter as metre
 from musicgen_remix.errors import AnalysisError
@@ -28,34 +28,6 @@ FPS = 100.0
 
 class InjectedCancel(BaseException):
     """Stands in for cog.CancelationException (a BaseException under coglet)."""
-
-
-def _children() -> set[int]:
-    """Live (not zombie) child processes of this process."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
-
-
-def _zombies() -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid() and fields[0] == "Z":
-                found.add(int(entry.name))
-    return found
 
 
 def pulse_activations(seconds: float, bpm: float = 100.0, seed: int = 0) -> np.ndarray:
@@ -87,7 +59,7 @@ def test_a_long_piece_is_tracked_in_a_child_with_the_same_result(monkeypatch: py
     short = pulse_activations(10.0)
     np.testing.assert_array_equal(beats._track_pulse(short, FPS), metre.track_pulse(short, FPS))
     assert len(forks) == 1  # a short piece is tracked in this process
-    assert not _children() and not _zombies()
+    assert not children() and not children(zombies=True)
 
 
 def test_an_exception_raised_into_the_waiting_thread_kills_the_child_within_a_second() -> None:
@@ -106,9 +78,9 @@ def test_an_exception_raised_into_the_waiting_thread_kills_the_child_within_a_se
     worker = threading.Thread(target=work)
     worker.start()
     deadline = time.monotonic() + 20
-    while not _children() and time.monotonic() < deadline:  # wait until the child runs
+    while not children() and time.monotonic() < deadline:  # wait until the child runs
         time.sleep(0.01)
-    assert _children(), "no child process was started"
+    assert children(), "no child process was started"
     time.sleep(0.3)
     raised = time.monotonic()
     raise_into = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -118,7 +90,7 @@ def test_an_exception_raised_into_the_waiting_thread_kills_the_child_within_a_se
     assert not worker.is_alive()
     assert outcome["result"] == "canceled"
     assert outcome["at"] - raised < 1.0  # type: ignore[operator]
-    assert not _children() and not _zombies()  # killed and reaped
+    assert not children() and not children(zombies=True)  # killed and reaped
 
 
 def _fails(_: object) -> None:
@@ -134,4 +106,4 @@ def test_a_failure_in_the_child_is_an_analysis_error() -> None:
         beats.in_child(_fails, 1)
     with pytest.raises(AnalysisError, match=r"_dies died in its child process \(exit status 3\)"):
         beats.in_child(_dies, 1)
-    assert not _children() and not _zombies()
+    assert not children() and not children(zombies=True)

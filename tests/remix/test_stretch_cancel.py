@@ -8,16 +8,15 @@ the rubberband program.
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fixtures.processes import children
 from musicgen_remix.remix import stretch
 
 pytestmark = pytest.mark.skipif(shutil.which("rubberband") is None, reason="the rubberband program is missing")
@@ -26,22 +25,6 @@ SR = 32000
 
 class InjectedCancel(BaseException):
     """Stands in for cog.CancelationException (a BaseException under coglet)."""
-
-
-def _children() -> set[int]:
-    """Process ids whose parent is this process and whose command is rubberband."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and command.endswith(b"rubberband") and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
 
 
 def test_an_exception_raised_into_the_waiting_thread_stops_the_stretch_and_kills_rubberband(monkeypatch, tmp_path):
@@ -61,9 +44,9 @@ def test_an_exception_raised_into_the_waiting_thread_stops_the_stretch_and_kills
     worker = threading.Thread(target=work)
     worker.start()
     deadline = time.monotonic() + 20
-    while not _children() and time.monotonic() < deadline:  # wait until rubberband runs
+    while not children(program="rubberband") and time.monotonic() < deadline:  # wait until rubberband runs
         time.sleep(0.02)
-    assert _children(), "rubberband did not start"
+    assert children(program="rubberband"), "rubberband did not start"
     time.sleep(0.3)
     raised = time.monotonic()
     raise_into = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -73,7 +56,7 @@ def test_an_exception_raised_into_the_waiting_thread_stops_the_stretch_and_kills
     assert not worker.is_alive()
     assert outcome["result"] == "canceled"
     assert outcome["at"] - raised < 1.0  # type: ignore[operator]
-    assert not _children()
+    assert not children(program="rubberband")
     assert list(tmp_path.iterdir()) == []
 
 
