@@ -20,7 +20,7 @@ from fixtures.hostile import shell
 from fixtures.peers import FileServer
 from musicgen_remix.audio import LOUDNESS_TARGET_LUFS, integrated_loudness, read_audio, resample
 from musicgen_remix.engine.decode import MBD_STAGE
-from musicgen_remix.errors import InputError, MusicgenRemixError
+from musicgen_remix.errors import InputError
 from musicgen_remix.generate import GenerateRequest, GenerateResult
 from musicgen_remix.progress import Progress
 from musicgen_remix.service import GenerateService
