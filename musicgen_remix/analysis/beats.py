@@ -31,6 +31,7 @@ import select
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -50,6 +51,10 @@ PULSE_CHILD_MIN_FRAMES = 2000
 """Pulse tracking of this many activation frames (20 s) or more runs in a child process (:func:`in_child`); the
 Viterbi of a shorter piece returns within about 0.1 s, less than a fork costs."""
 POLL_S = 0.05
+CHILD_DEADLINE_S = 120.0
+"""How long the child may take before it is taken for stuck, killed, and the work done in this process instead
+(uncancellable, but the request completes). Pulse tracking of a 300 s song takes about 10 s on a loaded 2-core
+machine."""
 """How often the thread waiting for a child process runs Python bytecode (so a cancel can land)."""
 
 SAMPLE_RATE = 44100
@@ -256,11 +261,15 @@ def _track_pulse(activations: np.ndarray, fps: float) -> np.ndarray:
     """:func:`metre.track_pulse`, in a child process for a long piece (see the module docstring)."""
     if activations.shape[0] < PULSE_CHILD_MIN_FRAMES or not sys.platform.startswith("linux"):
         return metre.track_pulse(activations, fps)
-    result = in_child(metre.track_pulse, activations, fps)
+    try:
+        result = in_child(metre.track_pulse, activations, fps, deadline_s=CHILD_DEADLINE_S)
+    except AnalysisError as exc:  # a stuck or killed child: the work itself is sound, do it here
+        logger.warning("pulse tracking in a child process failed (%s); tracking in this process instead", exc)
+        return metre.track_pulse(activations, fps)
     return np.asarray(result, dtype=np.float64)
 
 
-def in_child(function: Any, *args: Any) -> Any:
+def in_child(function: Any, *args: Any, deadline_s: float | None = None) -> Any:
     """``function(*args)`` computed in a forked child process, its result sent back pickled.
 
     For a native call that holds the GIL for seconds: the calling thread waits on the child's pipe in steps of
@@ -275,7 +284,8 @@ def in_child(function: Any, *args: Any) -> Any:
     child has only the forking one) nor torch. Linux only (fork).
 
     Raises:
-        AnalysisError: ``function`` raised in the child (its type and message), or the child died.
+        AnalysisError: ``function`` raised in the child (its type and message), the child died, or it did not
+            answer within ``deadline_s`` (then it is killed and reaped).
         OSError: the fork failed.
     """
     read_fd, write_fd = os.pipe()
@@ -302,7 +312,11 @@ def in_child(function: Any, *args: Any) -> Any:
         os.close(write_fd)
         write_fd = -1
         chunks = []
+        give_up = None if deadline_s is None else time.monotonic() + deadline_s
         while True:
+            if give_up is not None and time.monotonic() > give_up:
+                raise AnalysisError(f"{getattr(function, '__name__', 'the analysis')} did not answer from its "
+                                    f"child process within {deadline_s:g} s")
             ready, _, _ = select.select([read_fd], [], [], POLL_S)
             if ready:
                 chunk = os.read(read_fd, 1 << 16)

@@ -107,3 +107,29 @@ def test_a_failure_in_the_child_is_an_analysis_error() -> None:
     with pytest.raises(AnalysisError, match=r"_dies died in its child process \(exit status 3\)"):
         beats.in_child(_dies, 1)
     assert not children() and not children(zombies=True)
+
+
+def _hangs(_: object) -> None:
+    time.sleep(3600)
+
+
+def test_a_child_that_does_not_answer_in_time_is_killed() -> None:
+    started = time.monotonic()
+    with pytest.raises(AnalysisError, match=r"_hangs did not answer from its child process within 0.3 s"):
+        beats.in_child(_hangs, 1, deadline_s=0.3)
+    assert time.monotonic() - started < 2.0
+    assert not children() and not children(zombies=True)  # killed and reaped
+
+
+def test_pulse_tracking_falls_back_to_this_process_when_the_child_fails(monkeypatch, caplog) -> None:
+    activations = pulse_activations(30.0)
+    expected = metre.track_pulse(activations, FPS)
+
+    def stuck(*_: object, **__: object) -> None:
+        raise AnalysisError("track_pulse did not answer from its child process within 120 s")
+
+    monkeypatch.setattr(beats, "in_child", stuck)
+    with caplog.at_level("WARNING", logger=beats.__name__):
+        result = beats._track_pulse(activations, FPS)
+    assert np.array_equal(result, expected)
+    assert "tracking in this process instead" in caplog.text
