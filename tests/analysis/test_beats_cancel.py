@@ -8,7 +8,6 @@ exception the same way while the child computes.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 import threading
@@ -17,17 +16,13 @@ import time
 import numpy as np
 import pytest
 
-from fixtures.processes import children
+from fixtures.processes import cancel_while_a_child_runs, children
 from musicgen_remix.analysis import beats
 from musicgen_remix.analysis import meter as metre
 from musicgen_remix.errors import AnalysisError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the child process needs fork")
 FPS = 100.0
-
-
-class InjectedCancel(BaseException):
-    """Stands in for cog.CancelationException (a BaseException under coglet)."""
 
 
 def pulse_activations(seconds: float, bpm: float = 100.0, seed: int = 0) -> np.ndarray:
@@ -65,31 +60,7 @@ def test_a_long_piece_is_tracked_in_a_child_with_the_same_result(monkeypatch: py
 def test_an_exception_raised_into_the_waiting_thread_kills_the_child_within_a_second() -> None:
     # Random activations keep the Viterbi of the slowest tempo window busy for over a second per 300 s.
     activations = np.random.default_rng(1).random((30000, 2)).astype(np.float32) * 0.5
-    outcome: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            beats._track_pulse(activations, FPS)
-            outcome["result"] = "finished"
-        except InjectedCancel:
-            outcome["result"] = "canceled"
-            outcome["at"] = time.monotonic()
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    deadline = time.monotonic() + 20
-    while not children() and time.monotonic() < deadline:  # wait until the child runs
-        time.sleep(0.01)
-    assert children(), "no child process was started"
-    time.sleep(0.3)
-    raised = time.monotonic()
-    raise_into = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    assert raise_into(ctypes.c_ulong(worker.ident), ctypes.py_object(InjectedCancel)) == 1
-    worker.join(timeout=10)
-
-    assert not worker.is_alive()
-    assert outcome["result"] == "canceled"
-    assert outcome["at"] - raised < 1.0  # type: ignore[operator]
+    assert cancel_while_a_child_runs(lambda: beats._track_pulse(activations, FPS)) < 1.0
     assert not children() and not children(zombies=True)  # killed and reaped
 
 
