@@ -188,12 +188,13 @@ def remove_orphaned_dirs(tmpdir: Path | None = None) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` names a process (another user's too: signal 0 to it is refused, but it exists)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process: alive
-        return True
+    except PermissionError:
+        pass
     return True
 
 

@@ -51,11 +51,11 @@ PULSE_CHILD_MIN_FRAMES = 2000
 """Pulse tracking of this many activation frames (20 s) or more runs in a child process (:func:`in_child`); the
 Viterbi of a shorter piece returns within about 0.1 s, less than a fork costs."""
 POLL_S = 0.05
+"""How often the thread waiting for a child process runs Python bytecode (so a cancel can land)."""
 CHILD_DEADLINE_S = 120.0
 """How long the child may take before it is taken for stuck, killed, and the work done in this process instead
 (uncancellable, but the request completes). Pulse tracking of a 300 s song takes about 10 s on a loaded 2-core
 machine."""
-"""How often the thread waiting for a child process runs Python bytecode (so a cancel can land)."""
 
 SAMPLE_RATE = 44100
 """The rate the madmom networks were trained at; other rates are resampled to it."""
@@ -288,6 +288,7 @@ def in_child(function: Any, *args: Any, deadline_s: float | None = None) -> Any:
             answer within ``deadline_s`` (then it is killed and reaped).
         OSError: the fork failed.
     """
+    name = getattr(function, "__name__", "the analysis")
     read_fd, write_fd = os.pipe()
     forked: list[int] = []
     failed: list[OSError] = []
@@ -315,8 +316,7 @@ def in_child(function: Any, *args: Any, deadline_s: float | None = None) -> Any:
         give_up = None if deadline_s is None else time.monotonic() + deadline_s
         while True:
             if give_up is not None and time.monotonic() > give_up:
-                raise AnalysisError(f"{getattr(function, '__name__', 'the analysis')} did not answer from its "
-                                    f"child process within {deadline_s:g} s")
+                raise AnalysisError(f"{name} did not answer from its child process within {deadline_s:g} s")
             ready, _, _ = select.select([read_fd], [], [], POLL_S)
             if ready:
                 chunk = os.read(read_fd, 1 << 16)
@@ -335,7 +335,6 @@ def in_child(function: Any, *args: Any, deadline_s: float | None = None) -> Any:
         for fd in (read_fd, write_fd):
             if fd >= 0:
                 os.close(fd)
-    name = getattr(function, "__name__", "the analysis")
     if not chunks:
         raise AnalysisError(f"{name} died in its child process ({_exit_reason(status)})")
     outcome, value = pickle.loads(b"".join(chunks))

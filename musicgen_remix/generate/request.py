@@ -9,13 +9,7 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 
 from musicgen_remix.audio.io import check_audio_file, check_declared_length
-from musicgen_remix.engine.inputs import (
-    Shared,
-    SharedInputs,
-    check_text,
-    clean_prompt,
-    input_defaults,
-)
+from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
 
 DURATION_MAX_S = 300  # windowed continuation beyond the 30 s window, up to 5 minutes
@@ -92,12 +86,11 @@ def check_request(req: GenerateRequest) -> GenerateJob:
     weights = req.replicate_weights
     if weights is not None:
         weights = check_text("replicate_weights", weights, REPLICATE_WEIGHTS_MAX_CHARS).strip() or None
+    end_s = None if end is None or end == -1 else float(end)
     if req.input_audio is not None:
-        _check_input_audio(req, Path(req.input_audio), None if end is None or end == -1 else float(end),
-                           weights is not None)
+        _check_input_audio(req, Path(req.input_audio), end_s, weights is not None)
     return GenerateJob(prompt=prompt, input_audio=req.input_audio, duration=int(req.duration),
-                       continuation=bool(req.continuation), start_s=float(req.continuation_start),
-                       end_s=None if end is None or end == -1 else float(end),
+                       continuation=bool(req.continuation), start_s=float(req.continuation_start), end_s=end_s,
                        model_version=cast(ModelVersion, req.model_version), replicate_weights=weights,
                        shared=shared, request=req)
 

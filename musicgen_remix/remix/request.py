@@ -11,13 +11,7 @@ from typing import Literal, cast, get_args
 from musicgen_remix.analysis.chords import DEFAULT_BAR_SECONDS, parse_chord_progression
 from musicgen_remix.analysis.chroma import check_chroma_coefficient
 from musicgen_remix.audio.io import check_audio_file, check_declared_length
-from musicgen_remix.engine.inputs import (
-    Shared,
-    SharedInputs,
-    check_text,
-    clean_prompt,
-    input_defaults,
-)
+from musicgen_remix.engine.inputs import Shared, SharedInputs, check_text, clean_prompt, input_defaults
 from musicgen_remix.errors import InputError
 from musicgen_remix.remix.beatsync import check_threshold
 

@@ -37,6 +37,7 @@ import soundfile
 
 from fixtures.audio import audio_bytes, data_uri, decode_audio_bytes
 from fixtures.peers import FileServer, Receiver
+from musicgen_remix.remix.beatsync import MAX_STRETCH
 from musicgen_remix.serve import schema_path
 
 from .levels import assert_default_loudness
@@ -58,7 +59,6 @@ REMIX = {"prompt": "bossa nova, nylon guitar", "seed": 0, "top_k": 50}
 DETAILED_FILES = {"remix.wav", "instrumental.wav", "vocals.wav", "analysis.json", "remix.png"}
 TERMINAL = ("succeeded", "failed", "canceled")
 ENTRYPOINTS = ("remix", "remix-detailed")
-MAX_STRETCH = 1.5  # musicgen_remix.remix.beatsync.MAX_STRETCH
 
 
 @pytest.fixture(scope="module")
