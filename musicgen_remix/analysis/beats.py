@@ -54,8 +54,8 @@ POLL_S = 0.05
 """How often the thread waiting for a child process runs Python bytecode (so a cancel can land)."""
 CHILD_DEADLINE_S = 120.0
 """How long the child may take before it is taken for stuck, killed, and the work done in this process instead
-(uncancellable, but the request completes). Pulse tracking of a 300 s song takes about 10 s on a loaded 2-core
-machine."""
+(uncancellable, but the request completes). For a 300 s song the slowest of the four tempo windows measured
+0.5 s (idle) to 2.3 s (loaded) on a 2-core machine, so the whole tracking stays under about 10 s."""
 
 SAMPLE_RATE = 44100
 """The rate the madmom networks were trained at; other rates are resampled to it."""
