@@ -145,7 +145,9 @@ def safe_torch_load(path: Path | str, *, what: str = "checkpoint") -> Any:
                            "checkpoint may not contain (allowed: tensors, plain containers, OmegaConf configs); "
                            "nothing from the file was run") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError,
-            IndexError, TypeError, AttributeError, io.UnsupportedOperation) as exc:
+            IndexError, TypeError, AttributeError, io.UnsupportedOperation, MemoryError, OverflowError) as exc:
+        # MemoryError: a pickle opcode declared a length (BINBYTES8, BINUNICODE8, ...) that the unpickler
+        # tried to allocate at once and could not; nothing was filled, the file is not a checkpoint.
         raise WeightsError(f"{what} {name} is not a readable torch checkpoint ({type(exc).__name__}: "
                            f"{_first_line(exc)})") from None
 

@@ -123,6 +123,9 @@ def test_enum_members_only_through_getattr(tmp_path: Path) -> None:
     (os.urandom(4096), "random bytes"),
     (b'{"xp.cfg": {}, "model": {}}', "JSON"),
     (b"PK\x03\x04 not really a zip", "a broken zip"),
+    # A BINBYTES8 opcode declaring 2**40 bytes in a 14-byte file: the unpickler's allocation fails at once
+    # (random bytes hit this now and then, which is how it was found).
+    (b"\x80\x04\x8e" + (1 << 40).to_bytes(8, "little") + b"abc", "a huge declared length"),
 ])
 def test_not_a_checkpoint_is_reported_as_such(tmp_path: Path, content: bytes, what: str) -> None:
     path = tmp_path / "file.th"
